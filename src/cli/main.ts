@@ -1,0 +1,51 @@
+// The `imgport` command: dispatches to one module per verb in ./commands.
+import { reportError, EXIT } from './exit.js';
+
+/** A verb: takes its arguments, returns the exit status. */
+export type Command = { summary: string; run(args: string[]): Promise<number> };
+
+// One line per verb; the module is loaded only when its verb runs, to keep start-up fast.
+const commands: Record<string, () => Promise<Command>> = {
+};
+
+function usage(): string {
+  return [
+    'usage: imgport <command> [options]',
+    '',
+    'commands:',
+    ...Object.keys(commands).sort().map((c) => `  ${c}`),
+    '',
+    "run 'imgport <command> --help' for a command's options",
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [verb, ...rest] = argv;
+  if (!verb || verb === '-h' || verb === '--help' || verb === 'help') {
+    process.stdout.write(usage() + '\n');
+    process.exitCode = verb ? EXIT.OK : EXIT.ERROR;
+    return;
+  }
+  if (verb === '--version' || verb === '-V') {
+    const { createRequire } = await import('node:module');
+    const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
+    process.stdout.write(`imgport ${pkg.version}\n`);
+    return;
+  }
+  const load = commands[verb];
+  if (!load) {
+    process.stderr.write(`imgport: unknown command '${verb}'\n${usage()}\n`);
+    process.exitCode = EXIT.ERROR;
+    return;
+  }
+  try {
+    process.exitCode = await (await load()).run(rest);
+  } catch (err) {
+    process.exitCode = reportError(err);
+  }
+}
+
+// Run directly under tsx (tests): `node --import tsx src/cli/main.ts ...`.
+if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  void main(process.argv.slice(2));
+}
