@@ -1,7 +1,9 @@
 // The list of formats. Adding a format touches its folder and one line here.
 import type { FormatDriver } from '../block/device.js';
+import { raw } from './raw/index.js';
 
 export const formats: FormatDriver[] = [
+  raw,
 ];
 
 export function findFormat(name: string): FormatDriver | undefined {

@@ -1,10 +1,11 @@
 // Files as ByteSource / ByteSink, with positional reads and writes.
 import fs from 'node:fs/promises';
 import type { ByteSink, ByteSource } from './source.js';
-import { ioError } from '../errors.js';
+import { UnsupportedFeature, ioError } from '../errors.js';
+import { nativeAddon, seekDataRuns } from './native.js';
 
 export class FileSource implements ByteSource {
-  private constructor(readonly name: string, private fh: fs.FileHandle, public size: number) {}
+  private constructor(readonly name: string, private fh: fs.FileHandle, public size: number, readonly writable: boolean) {}
 
   static async open(name: string, writable = false): Promise<FileSource> {
     let fh: fs.FileHandle;
@@ -17,7 +18,7 @@ export class FileSource implements ByteSource {
       }
       let size = st.size;
       if (st.isBlockDevice()) size = await blockDeviceSize(fh);
-      return new FileSource(name, fh, size);
+      return new FileSource(name, fh, size, writable);
     } catch (err) {
       throw ioError(err, name, 'cannot open');
     }
@@ -40,6 +41,27 @@ export class FileSource implements ByteSource {
     return done;
   }
 
+  /** SEEK_DATA/SEEK_HOLE through the native addon; null when unknown. */
+  async dataRuns(offset: number, length: number): Promise<Array<{ offset: number; length: number }> | null> {
+    return seekDataRuns(this.fh.fd, offset, Math.min(length, Math.max(0, this.size - offset)));
+  }
+
+  async write(buf: Uint8Array, offset: number): Promise<void> {
+    if (!this.writable) throw new UnsupportedFeature('opened read-only', { file: this.name });
+    await writeAll(this.fh, this.name, buf, offset);
+    if (offset + buf.length > this.size) this.size = offset + buf.length;
+  }
+
+  async truncate(size: number): Promise<void> {
+    if (!this.writable) throw new UnsupportedFeature('opened read-only', { file: this.name });
+    try { await this.fh.truncate(size); } catch (err) { throw ioError(err, this.name, 'truncate'); }
+    this.size = size;
+  }
+
+  async sync(): Promise<void> {
+    try { await this.fh.sync(); } catch (err) { throw ioError(err, this.name, 'fsync'); }
+  }
+
   async close(): Promise<void> { await this.fh.close(); }
 }
 
@@ -47,6 +69,18 @@ export class FileSource implements ByteSource {
 async function blockDeviceSize(fh: fs.FileHandle): Promise<number> {
   const dev = (await fs.realpath(`/proc/self/fd/${fh.fd}`)).split('/').pop()!;
   return Number((await fs.readFile(`/sys/class/block/${dev}/size`, 'utf8')).trim()) * 512;
+}
+
+async function writeAll(fh: fs.FileHandle, name: string, buf: Uint8Array, offset: number): Promise<void> {
+  let done = 0;
+  try {
+    while (done < buf.length) {
+      const { bytesWritten } = await fh.write(buf, done, buf.length - done, offset + done);
+      done += bytesWritten;
+    }
+  } catch (err) {
+    throw ioError(err, name, `write at offset ${offset + done}`);
+  }
 }
 
 export class FileSink implements ByteSink {
@@ -74,19 +108,25 @@ export class FileSink implements ByteSink {
   get handle(): fs.FileHandle { return this.fh; }
 
   async write(buf: Uint8Array, offset: number): Promise<void> {
-    let done = 0;
-    try {
-      while (done < buf.length) {
-        const { bytesWritten } = await this.fh.write(buf, done, buf.length - done, offset + done);
-        done += bytesWritten;
-      }
-    } catch (err) {
-      throw ioError(err, this.name, `write at offset ${offset + done}`);
-    }
+    await writeAll(this.fh, this.name, buf, offset);
   }
 
   async truncate(size: number): Promise<void> {
     try { await this.fh.truncate(size); } catch (err) { throw ioError(err, this.name, 'truncate'); }
+  }
+
+  /** Punches a hole (native addon); without it, writes nothing and leaves the data. */
+  async discard(offset: number, length: number): Promise<void> {
+    const addon = nativeAddon();
+    if (!addon || length <= 0) return;
+    try { addon.fallocate(this.fh.fd, 1, offset, length); } catch { /* best effort by contract */ }
+  }
+
+  async allocate(offset: number, length: number): Promise<void> {
+    const addon = nativeAddon();
+    if (!addon) throw new UnsupportedFeature('preallocation=falloc needs the native addon (run npm install)', { file: this.name });
+    if (length <= 0) return;
+    try { addon.fallocate(this.fh.fd, 0, offset, length); } catch (err) { throw ioError(err, this.name, 'fallocate'); }
   }
 
   async sync(): Promise<void> {

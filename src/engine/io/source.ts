@@ -14,6 +14,12 @@ export interface ByteSource {
   read(buf: Uint8Array, offset: number): Promise<number>;
   /** Host allocation of the source itself (SEEK_DATA/SEEK_HOLE), when the OS can tell. */
   dataRuns?(offset: number, length: number): Promise<Array<{ offset: number; length: number }> | null>;
+  /** In-place writes, for sources opened writable (raw images, resize, snapshot ops). */
+  write?(buf: Uint8Array, offset: number): Promise<void>;
+  /** Sets the length (writable sources only). */
+  truncate?(size: number): Promise<void>;
+  /** Makes written data durable (writable sources only). */
+  sync?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -26,6 +32,8 @@ export interface ByteSink {
   truncate?(size: number): Promise<void>;
   /** Deallocates a range so it reads as zeros (punch hole). Seekable only, best effort. */
   discard?(offset: number, length: number): Promise<void>;
+  /** Reserves space for a range without writing it (fallocate). Seekable only, may be unsupported. */
+  allocate?(offset: number, length: number): Promise<void>;
   /** Makes written data durable. */
   sync(): Promise<void>;
   close(): Promise<void>;
