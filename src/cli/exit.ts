@@ -11,8 +11,12 @@ export const EXIT = {
   /** check: corruptions found (2) / only leaks found (3), as qemu-img check. */
   CHECK_CORRUPT: 2,
   CHECK_LEAKS: 3,
+  /** check: the format has no consistency check (qemu-img's 63). */
+  CHECK_UNSUPPORTED: 63,
   /** inspect / any refusal on safety grounds. */
   UNSAFE: 3,
+  /** convert interrupted by SIGINT/SIGTERM (128 + 2, as shells report it); the output was removed. */
+  INTERRUPTED: 130,
 } as const;
 
 /** Prints an error the way every command does and returns its exit status. */

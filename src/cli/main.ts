@@ -6,6 +6,15 @@ export type Command = { summary: string; run(args: string[]): Promise<number> };
 
 // One line per verb; the module is loaded only when its verb runs, to keep start-up fast.
 const commands: Record<string, () => Promise<Command>> = {
+  check: () => import('./commands/check.js').then((m) => m.command),
+  compare: () => import('./commands/compare.js').then((m) => m.command),
+  convert: () => import('./commands/convert.js').then((m) => m.command),
+  create: () => import('./commands/create.js').then((m) => m.command),
+  info: () => import('./commands/info.js').then((m) => m.command),
+  map: () => import('./commands/map.js').then((m) => m.command),
+  measure: () => import('./commands/measure.js').then((m) => m.command),
+  resize: () => import('./commands/resize.js').then((m) => m.command),
+  snapshot: () => import('./commands/snapshot.js').then((m) => m.command),
 };
 
 function usage(): string {
