@@ -133,6 +133,13 @@ export interface CreateRequest {
    * metadata up front and stream.
    */
   plan?: Extent[];
+  /**
+   * Creates a second file next to the target (VMDK -flat / -s001 extents); `name` is a
+   * bare file name. Absent when the target cannot have siblings (pipes, object stores).
+   */
+  createSibling?(name: string): Promise<ByteSink>;
+  /** Removes a file made by createSibling (after a failed write). */
+  removeSibling?(name: string): Promise<void>;
 }
 
 /**
