@@ -1,9 +1,13 @@
 // The list of formats. Adding a format touches its folder and one line here.
 import type { FormatDriver } from '../block/device.js';
 import { raw } from './raw/index.js';
+import { vpcFormat } from './vpc/index.js';
+import { vmdkFormat } from './vmdk/index.js';
 
 export const formats: FormatDriver[] = [
   raw,
+  vpcFormat,
+  vmdkFormat,
 ];
 
 export function findFormat(name: string): FormatDriver | undefined {
