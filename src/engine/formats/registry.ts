@@ -3,11 +3,13 @@ import type { FormatDriver } from '../block/device.js';
 import { raw } from './raw/index.js';
 import { vpcFormat } from './vpc/index.js';
 import { vmdkFormat } from './vmdk/index.js';
+import { qcow2 } from './qcow2/index.js';
 
 export const formats: FormatDriver[] = [
   raw,
   vpcFormat,
   vmdkFormat,
+  qcow2,
 ];
 
 export function findFormat(name: string): FormatDriver | undefined {
