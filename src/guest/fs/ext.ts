@@ -1,0 +1,406 @@
+// ext2/3/4 read-write inside any image format: libext2fs compiled to WASM (npm
+// `ext2fs`) driven through our BlockDevice, so a qcow2/vmdk/vhd is edited in place,
+// without converting it first.
+//
+// Before mounting we read the superblock ourselves: libext2fs does not replay a
+// journal, so a filesystem with an unreplayed journal (needs_recovery) or an orphan
+// list in progress is refused instead of being written to (and corrupted).
+
+import ext2fs from 'ext2fs';
+import type { Ext2Disk, Ext2Fs, Ext2Promises, Ext2Stats } from 'ext2fs';
+import path from 'node:path/posix';
+import type { BlockDevice } from '../../engine/block/device.js';
+import { CorruptImage, ImgportError, InvalidArgument, IoError, NotFound, UnsupportedFeature } from '../../engine/errors.js';
+import { OverlayDevice } from './overlay.js';
+
+const O_RDONLY = 0, O_WRONLY = 1, O_CREAT = 64, O_TRUNC = 512, O_NOFOLLOW = 131072;
+const S_IFMT = 0o170000, S_IFREG = 0o100000, S_IFDIR = 0o040000, S_IFLNK = 0o120000;
+
+export interface ExtSuperblock {
+  blockSize: number;
+  blocksCount: number;
+  inodesCount: number;
+  uuid: string;
+  label: string;
+  lastMounted: string;
+  /** s_state: 1 = cleanly unmounted, 2 = errors detected. */
+  state: number;
+  compat: number;
+  incompat: number;
+  roCompat: number;
+  features: string[];
+  /** ext2 / ext3 / ext4, from the features in use (as blkid names it). */
+  kind: 'ext2' | 'ext3' | 'ext4';
+}
+
+const COMPAT: Record<number, string> = { 0x1: 'dir_prealloc', 0x4: 'has_journal', 0x8: 'ext_attr', 0x10: 'resize_inode', 0x20: 'dir_index', 0x200: 'sparse_super2', 0x400: 'fast_commit', 0x1000: 'orphan_file' };
+const INCOMPAT: Record<number, string> = { 0x1: 'compression', 0x2: 'filetype', 0x4: 'needs_recovery', 0x8: 'journal_dev', 0x10: 'meta_bg', 0x40: 'extent', 0x80: '64bit', 0x100: 'mmp', 0x200: 'flex_bg', 0x400: 'ea_inode', 0x1000: 'dirdata', 0x2000: 'metadata_csum_seed', 0x4000: 'large_dir', 0x8000: 'inline_data', 0x10000: 'encrypt', 0x20000: 'casefold' };
+const RO_COMPAT: Record<number, string> = { 0x1: 'sparse_super', 0x2: 'large_file', 0x8: 'huge_file', 0x10: 'uninit_bg', 0x20: 'dir_nlink', 0x40: 'extra_isize', 0x100: 'quota', 0x200: 'bigalloc', 0x400: 'metadata_csum', 0x1000: 'read-only', 0x2000: 'project', 0x4000: 'shared_blocks', 0x8000: 'verity', 0x10000: 'orphan_present' };
+
+const INCOMPAT_RECOVER = 0x4;
+const INCOMPAT_JOURNAL_DEV = 0x8;
+const RO_COMPAT_ORPHAN_PRESENT = 0x10000;
+const RO_COMPAT_READONLY = 0x1000;
+
+function flagNames(v: number, table: Record<number, string>): string[] {
+  const out: string[] = [];
+  for (let bit = 0; bit < 32; bit++) {
+    const m = (2 ** bit);
+    if (v & m) out.push(table[m] ?? `unknown(0x${m.toString(16)})`);
+  }
+  return out;
+}
+
+function cstr(b: Uint8Array): string {
+  const z = b.indexOf(0);
+  return new TextDecoder().decode(z >= 0 ? b.subarray(0, z) : b);
+}
+
+/** Reads the ext superblock of a partition; null when there is no ext filesystem. */
+export async function readExtSuperblock(dev: BlockDevice): Promise<ExtSuperblock | null> {
+  if (dev.virtualSize < 2048) return null;
+  const b = new Uint8Array(1024);
+  await dev.read(b, 1024);
+  const dv = new DataView(b.buffer);
+  if (dv.getUint16(56, true) !== 0xef53) return null;
+  const logBlock = dv.getUint32(24, true);
+  if (logBlock > 6) throw new CorruptImage(`ext superblock has an invalid block size (log ${logBlock})`, { file: dev.name, offset: 1024 + 24 });
+  const compat = dv.getUint32(92, true), incompat = dv.getUint32(96, true), roCompat = dv.getUint32(100, true);
+  const hex = [...b.subarray(104, 120)].map((x) => x.toString(16).padStart(2, '0')).join('');
+  const uuid = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const kind = (incompat & ~(0x2 | 0x4 | 0x10)) !== 0 || (roCompat & ~0x3) !== 0 ? 'ext4' : compat & 0x4 ? 'ext3' : 'ext2';
+  return {
+    blockSize: 1024 << logBlock,
+    blocksCount: dv.getUint32(4, true) + (incompat & 0x80 ? dv.getUint32(0x150, true) * 2 ** 32 : 0),
+    inodesCount: dv.getUint32(0, true),
+    uuid, label: cstr(b.subarray(120, 136)), lastMounted: cstr(b.subarray(136, 200)),
+    state: dv.getUint16(58, true),
+    compat, incompat, roCompat,
+    features: [...flagNames(compat, COMPAT), ...flagNames(incompat, INCOMPAT), ...flagNames(roCompat, RO_COMPAT)],
+    kind,
+  };
+}
+
+export interface GuestStat {
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  /** Permission bits (07777). */
+  perm: number;
+  uid: number;
+  gid: number;
+  size: number;
+}
+
+function toStat(s: Ext2Stats): GuestStat {
+  const fmt = s.mode & S_IFMT;
+  return {
+    type: fmt === S_IFREG ? 'file' : fmt === S_IFDIR ? 'dir' : fmt === S_IFLNK ? 'symlink' : 'other',
+    perm: s.mode & 0o7777, uid: s.uid, gid: s.gid, size: s.size,
+  };
+}
+
+/** Adapts a BlockDevice to the disk object libext2fs calls back into. */
+class BlockDisk implements Ext2Disk {
+  /** libext2fs turns our exceptions into EIO; keep the real one to report it. */
+  lastError: unknown = null;
+  constructor(private dev: BlockDevice) {}
+
+  async read(buffer: Buffer, bufferOffset: number, length: number, fileOffset: number) {
+    try {
+      const end = Math.min(fileOffset + length, this.dev.virtualSize);
+      const view = buffer.subarray(bufferOffset, bufferOffset + length);
+      if (end > fileOffset) await this.dev.read(view.subarray(0, end - fileOffset), fileOffset);
+      // Past the end of the partition reads as zeros, like a short block device read.
+      if (end - fileOffset < length) view.fill(0, Math.max(0, end - fileOffset));
+      return { bytesRead: length, buffer };
+    } catch (err) { this.lastError = err; throw err; }
+  }
+
+  async write(buffer: Buffer, bufferOffset: number, length: number, fileOffset: number) {
+    try {
+      if (!this.dev.write) throw new UnsupportedFeature('the image is opened read-only', { file: this.dev.name });
+      // Copy out of the WASM heap: the buffer is a view that libext2fs reuses.
+      await this.dev.write(Uint8Array.prototype.slice.call(buffer, bufferOffset, bufferOffset + length), fileOffset);
+      return { bytesWritten: length, buffer };
+    } catch (err) { this.lastError = err; throw err; }
+  }
+
+  async flush() {
+    try { await this.dev.flush?.(); } catch (err) { this.lastError = err; throw err; }
+  }
+
+  async discard() { /* leave freed blocks allocated in the image; harmless */ }
+}
+
+export interface MountOptions {
+  /** Write to the device. When false, writes (if any) go to a throw-away overlay. */
+  writable: boolean;
+  /** Name for messages: "disk.qcow2 partition 1". */
+  label: string;
+}
+
+/** Opens the ext filesystem on `dev` (a partition device). */
+export async function mountExt(dev: BlockDevice, opts: MountOptions): Promise<ExtFs> {
+  const sb = await readExtSuperblock(dev);
+  if (!sb) throw new UnsupportedFeature(`${opts.label}: not an ext2/3/4 filesystem`, { file: dev.name });
+  if (sb.incompat & INCOMPAT_JOURNAL_DEV) throw new UnsupportedFeature(`${opts.label}: is an external ext journal device, not a filesystem`, { file: dev.name });
+  if (opts.writable) {
+    if (sb.incompat & INCOMPAT_RECOVER) {
+      throw new UnsupportedFeature(`${opts.label}: the ext4 filesystem has an unreplayed journal (needs_recovery: the guest was not shut down cleanly); boot and shut down the guest cleanly, or run e2fsck on it, before preparing it`, { file: dev.name });
+    }
+    if (sb.roCompat & RO_COMPAT_ORPHAN_PRESENT) {
+      throw new UnsupportedFeature(`${opts.label}: the filesystem has orphan inodes pending cleanup (orphan_present); run e2fsck on it first`, { file: dev.name });
+    }
+    if (sb.state & 2) throw new UnsupportedFeature(`${opts.label}: the filesystem is marked as having errors; run e2fsck on it first`, { file: dev.name });
+    if (sb.roCompat & RO_COMPAT_READONLY) throw new UnsupportedFeature(`${opts.label}: the filesystem is flagged read-only`, { file: dev.name });
+    if (!dev.write) throw new InvalidArgument(`${opts.label}: the image is opened read-only`, { file: dev.name });
+  }
+  const target = opts.writable ? dev : new OverlayDevice(dev);
+  const disk = new BlockDisk(target);
+  let fs: Ext2Fs;
+  try {
+    fs = await ext2fs.mount(disk, 0);
+  } catch (err) {
+    if (disk.lastError instanceof ImgportError) throw disk.lastError;
+    throw new UnsupportedFeature(`${opts.label}: libext2fs cannot open the ${sb.kind} filesystem (${(err as Error).message.split('\n')[0]}; features: ${sb.features.join(' ')})`, { file: dev.name, cause: err });
+  }
+  return new ExtFs(fs, disk, sb, opts.label, dev.name, target instanceof OverlayDevice ? target : null);
+}
+
+/**
+ * A mounted ext filesystem with the file operations the guest tools need. Paths are
+ * absolute guest paths; symlinks resolve inside the guest filesystem (libext2fs
+ * resolves absolute links from the filesystem root, never the host's).
+ */
+export class ExtFs {
+  private p: Ext2Promises;
+  private closed = false;
+
+  constructor(private fs: Ext2Fs, private disk: BlockDisk, readonly superblock: ExtSuperblock,
+    readonly label: string, private file: string, private overlay: OverlayDevice | null) {
+    this.p = fs.promises;
+  }
+
+  /** Bytes written to the throw-away overlay (read-only mounts). */
+  get overlayBytes(): number { return this.overlay?.dirtyBytes ?? 0; }
+
+  private fail(err: unknown, what: string, p: string): never {
+    if (err instanceof ImgportError) throw err;
+    if (this.disk.lastError instanceof ImgportError) throw this.disk.lastError;
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOENT') throw new NotFound(`${this.label}: ${what} ${p}: no such file or directory`, { file: this.file, cause: err });
+    throw new IoError(`${this.label}: ${what} ${p}: ${code ?? (err as Error).message}`, { file: this.file, cause: err });
+  }
+
+  private static norm(p: string): string {
+    if (!p.startsWith('/')) throw new InvalidArgument(`guest path must be absolute: ${p}`);
+    return path.normalize(p);
+  }
+
+  /** lstat; null when the path does not exist (or a parent is not a directory). */
+  async lstat(p: string): Promise<GuestStat | null> {
+    p = ExtFs.norm(p);
+    if (p === '/') return this.stat(p);
+    try { return toStat(await this.p.lstat(p)); } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+      this.fail(err, 'lstat', p);
+    }
+  }
+
+  /** stat following symlinks; null when missing or dangling. */
+  async stat(p: string): Promise<GuestStat | null> {
+    p = ExtFs.norm(p);
+    try { return toStat(await this.p.stat(p)); } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return null;
+      this.fail(err, 'stat', p);
+    }
+  }
+
+  async exists(p: string): Promise<boolean> { return (await this.lstat(p)) !== null; }
+  async isFile(p: string): Promise<boolean> { return (await this.lstat(p))?.type === 'file'; }
+  async isDir(p: string): Promise<boolean> { return (await this.stat(p))?.type === 'dir'; }
+
+  /** Reads a whole file (up to `max` bytes). */
+  async readFile(p: string, max = 256 * 1024 * 1024): Promise<Buffer> {
+    p = ExtFs.norm(p);
+    let fd = -1;
+    try {
+      fd = (await this.p.open(p, O_RDONLY)).fd;
+      const st = await this.p.fstat(fd);
+      if ((st.mode & S_IFMT) !== S_IFREG) throw new InvalidArgument(`${this.label}: ${p} is not a regular file`, { file: this.file });
+      const size = Math.min(st.size, max);
+      const buf = Buffer.alloc(size);
+      let done = 0;
+      while (done < size) {
+        const chunk = Math.min(size - done, 4 * 1024 * 1024);
+        const { bytesRead } = await this.p.read(fd, buf, done, chunk, done);
+        if (bytesRead <= 0) break;
+        done += bytesRead;
+      }
+      return buf.subarray(0, done);
+    } catch (err) {
+      throw this.fail(err, 'read', p);
+    } finally {
+      if (fd >= 0) await this.p.close(fd).catch(() => {});
+    }
+  }
+
+  /** Reads a range of a file. */
+  async readRange(p: string, offset: number, length: number): Promise<Buffer> {
+    p = ExtFs.norm(p);
+    let fd = -1;
+    try {
+      fd = (await this.p.open(p, O_RDONLY)).fd;
+      const buf = Buffer.alloc(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await this.p.read(fd, buf, done, length - done, offset + done);
+        if (bytesRead <= 0) break;
+        done += bytesRead;
+      }
+      return buf.subarray(0, done);
+    } catch (err) {
+      throw this.fail(err, 'read', p);
+    } finally {
+      if (fd >= 0) await this.p.close(fd).catch(() => {});
+    }
+  }
+
+  /** The file's text, or null when it does not exist. */
+  async readText(p: string): Promise<string | null> {
+    const st = await this.stat(p);
+    if (!st || st.type !== 'file') return null;
+    return (await this.readFile(p)).toString('utf8');
+  }
+
+  /**
+   * Writes a file. An existing file keeps its mode and owner unless given; a new one
+   * gets `mode` (default 0644) and `uid`/`gid` (default root).
+   */
+  async writeFile(p: string, data: string | Uint8Array, opts: { mode?: number; uid?: number; gid?: number } = {}): Promise<void> {
+    p = ExtFs.norm(p);
+    const existing = await this.stat(p);
+    if (existing && existing.type !== 'file') throw new InvalidArgument(`${this.label}: cannot write ${p}: not a regular file`, { file: this.file });
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    let fd = -1;
+    try {
+      fd = (await this.p.open(p, O_WRONLY | O_CREAT | O_TRUNC, opts.mode ?? 0o644)).fd;
+      let done = 0;
+      while (done < buf.length) {
+        const { bytesWritten } = await this.p.write(fd, buf, done, buf.length - done, done);
+        if (bytesWritten <= 0) throw new IoError(`${this.label}: short write to ${p}`, { file: this.file });
+        done += bytesWritten;
+      }
+      const mode = opts.mode ?? (existing ? undefined : 0o644);
+      if (mode !== undefined) await this.p.fchmod(fd, mode);
+      const uid = opts.uid ?? (existing ? undefined : 0);
+      const gid = opts.gid ?? (existing ? undefined : 0);
+      if (uid !== undefined || gid !== undefined) await this.p.fchown(fd, uid ?? existing?.uid ?? 0, gid ?? existing?.gid ?? 0);
+    } catch (err) {
+      this.fail(err, 'write', p);
+    } finally {
+      if (fd >= 0) await this.p.close(fd).catch(() => {});
+    }
+  }
+
+  /** Cuts a regular file to zero length, keeping it (and its mode/owner). */
+  async truncate(p: string): Promise<void> {
+    await this.writeFile(p, '');
+  }
+
+  async unlink(p: string): Promise<void> {
+    p = ExtFs.norm(p);
+    try { await this.p.unlink(p); } catch (err) { this.fail(err, 'unlink', p); }
+  }
+
+  async rmdir(p: string): Promise<void> {
+    p = ExtFs.norm(p);
+    try { await this.p.rmdir(p); } catch (err) { this.fail(err, 'rmdir', p); }
+  }
+
+  /** Removes a file, symlink or whole directory tree (never following symlinks). */
+  async remove(p: string): Promise<void> {
+    const st = await this.lstat(p);
+    if (!st) return;
+    if (st.type === 'dir') {
+      for (const e of await this.readdir(p)) await this.remove(path.join(p, e));
+      await this.rmdir(p);
+    } else {
+      await this.unlink(p);
+    }
+  }
+
+  /** Directory entries without "." and "..". */
+  async readdir(p: string): Promise<string[]> {
+    p = ExtFs.norm(p);
+    try {
+      return (await this.p.readdir(p)).filter((e) => e !== '.' && e !== '..').sort();
+    } catch (err) { this.fail(err, 'readdir', p); }
+  }
+
+  async readlink(p: string): Promise<string> {
+    p = ExtFs.norm(p);
+    try { return await this.p.readlink(p); } catch (err) { this.fail(err, 'readlink', p); }
+  }
+
+  async mkdir(p: string, opts: { mode?: number; uid?: number; gid?: number } = {}): Promise<void> {
+    p = ExtFs.norm(p);
+    try {
+      await this.p.mkdir(p, opts.mode ?? 0o755);
+      await this.p.chmod(p, opts.mode ?? 0o755);
+      if (opts.uid !== undefined || opts.gid !== undefined) await this.p.chown(p, opts.uid ?? 0, opts.gid ?? 0);
+    } catch (err) { this.fail(err, 'mkdir', p); }
+  }
+
+  /** mkdir -p; new directories get `mode` (0755) and root ownership. */
+  async mkdirp(p: string, mode = 0o755): Promise<void> {
+    p = ExtFs.norm(p);
+    const st = await this.stat(p);
+    if (st?.type === 'dir') return;
+    if (st) throw new InvalidArgument(`${this.label}: ${p} exists and is not a directory`, { file: this.file });
+    await this.mkdirp(path.dirname(p), mode);
+    await this.mkdir(p, { mode });
+  }
+
+  async symlink(target: string, p: string): Promise<void> {
+    p = ExtFs.norm(p);
+    try { await this.p.symlink(target, p); } catch (err) { this.fail(err, 'symlink', p); }
+  }
+
+  async chmod(p: string, mode: number): Promise<void> {
+    p = ExtFs.norm(p);
+    try { await this.p.chmod(p, mode); } catch (err) { this.fail(err, 'chmod', p); }
+  }
+
+  async chown(p: string, uid: number, gid: number): Promise<void> {
+    p = ExtFs.norm(p);
+    try { await this.p.chown(p, uid, gid); } catch (err) { this.fail(err, 'chown', p); }
+  }
+
+  /** Resolves a guest symlink chain (relative or absolute targets), up to 40 hops. */
+  async resolve(p: string): Promise<string> {
+    p = ExtFs.norm(p);
+    for (let i = 0; i < 40; i++) {
+      const st = await this.lstat(p);
+      if (st?.type !== 'symlink') return p;
+      const t = await this.readlink(p);
+      p = t.startsWith('/') ? path.normalize(t) : path.normalize(path.join(path.dirname(p), t));
+    }
+    throw new UnsupportedFeature(`${this.label}: too many levels of symbolic links at ${p}`, { file: this.file });
+  }
+
+  /** Unmounts: flushes libext2fs's caches and the device. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await ext2fs.umount(this.fs);
+    } catch (err) {
+      if (this.disk.lastError instanceof ImgportError) throw this.disk.lastError;
+      throw new IoError(`${this.label}: unmounting failed: ${(err as Error).message.split('\n')[0]}`, { file: this.file, cause: err });
+    } finally {
+      await this.overlay?.close();
+    }
+  }
+}
