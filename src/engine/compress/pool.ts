@@ -40,7 +40,10 @@ export class CompressPool {
   get pending(): number { return this.queue.length + this.running.size; }
 
   private spawn(): Worker {
-    const w = new Worker(workerUrl);
+    // Node 20 does not pass tsx's loader hooks to workers: register them in the worker first.
+    const w = workerUrl.pathname.endsWith('.ts')
+      ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); })`, { eval: true })
+      : new Worker(workerUrl);
     w.unref();
     w.on('message', (msg: { ok: true; chunks: Uint8Array[] } | { ok: false; error: string }) => {
       const p = this.running.get(w)!;
