@@ -4,12 +4,14 @@ import { raw } from './raw/index.js';
 import { vpcFormat } from './vpc/index.js';
 import { vmdkFormat } from './vmdk/index.js';
 import { qcow2 } from './qcow2/index.js';
+import { vdiFormat } from './vdi/index.js';
 
 export const formats: FormatDriver[] = [
   raw,
   vpcFormat,
   vmdkFormat,
   qcow2,
+  vdiFormat,
 ];
 
 export function findFormat(name: string): FormatDriver | undefined {

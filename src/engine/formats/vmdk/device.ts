@@ -193,7 +193,9 @@ export class VmdkDevice implements BlockDevice {
         outs = (await Promise.all(jobs)).flat();
       }
     } catch (err) {
-      if (err instanceof ImgportError) throw err;
+      // Data errors come back as plain messages; worker start-up failures carry a Node code.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (err instanceof ImgportError || (code?.startsWith('ERR_') && code !== 'ERR_BUFFER_TOO_LARGE')) throw err;
       throw new CorruptImage(`VMDK compressed grain cannot be inflated: ${(err as Error).message}`, { file: ext.name, cause: err });
     }
     for (let k = 0; k < list.length; k++) {
