@@ -17,11 +17,12 @@ class RawDevice implements BlockDevice {
     this.name = src.name;
   }
 
-  get virtualSize(): number { return this.src.size; }
+  /** Like qemu, a file whose length is not a whole number of sectors reads as if zero-padded to one. */
+  get virtualSize(): number { return Math.ceil(this.src.size / 512) * 512; }
 
   async read(buf: Uint8Array, offset: number): Promise<void> {
     const n = await this.src.read(buf, offset);
-    if (n < buf.length) buf.fill(0, n);
+    if (n < buf.length) buf.fill(0, n); // the padding of the last sector
   }
 
   async *extents(offset: number, length: number): AsyncIterable<Extent> {
