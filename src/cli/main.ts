@@ -11,10 +11,12 @@ const commands: Record<string, () => Promise<Command>> = {
   convert: () => import('./commands/convert.js').then((m) => m.command),
   create: () => import('./commands/create.js').then((m) => m.command),
   info: () => import('./commands/info.js').then((m) => m.command),
+  inspect: async () => (await import('./commands/inspect.js')).command,
   map: () => import('./commands/map.js').then((m) => m.command),
   measure: () => import('./commands/measure.js').then((m) => m.command),
   resize: () => import('./commands/resize.js').then((m) => m.command),
   snapshot: () => import('./commands/snapshot.js').then((m) => m.command),
+  v2v: async () => (await import('./commands/v2v.js')).command,
 };
 
 function usage(): string {
