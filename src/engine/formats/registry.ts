@@ -5,6 +5,7 @@ import { vpcFormat } from './vpc/index.js';
 import { vmdkFormat } from './vmdk/index.js';
 import { qcow2 } from './qcow2/index.js';
 import { vdiFormat } from './vdi/index.js';
+import { vhdxFormat } from './vhdx/index.js';
 
 export const formats: FormatDriver[] = [
   raw,
@@ -12,6 +13,7 @@ export const formats: FormatDriver[] = [
   vmdkFormat,
   qcow2,
   vdiFormat,
+  vhdxFormat,
 ];
 
 export function findFormat(name: string): FormatDriver | undefined {

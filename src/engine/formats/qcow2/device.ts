@@ -213,6 +213,8 @@ export class Qcow2Device implements BlockDevice {
     if (!this.writer) {
       const { Writer } = await import('./write.js');
       this.writer = await Writer.create(this);
+      // A dirty image (lazy refcounts) may have stale refcounts: rebuild them before changing anything.
+      if (this.h.incompatible & INCOMPAT_DIRTY) await this.check({ repair: 'all' });
     }
     return this.writer;
   }
