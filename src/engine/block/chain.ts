@@ -1,5 +1,6 @@
 // Allocation across a backing chain: what `qemu-img map` shows (which layer holds
 // each run), and what `convert` must copy (data runs vs zero runs).
+import path from 'node:path';
 import type { BlockDevice, Extent } from './device.js';
 
 export interface ChainRun {
@@ -69,4 +70,21 @@ export function chainDevices(dev: BlockDevice): BlockDevice[] {
   const out: BlockDevice[] = [];
   for (let d: BlockDevice | null = dev; d; d = d.backing) out.push(d);
   return out;
+}
+
+/**
+ * The names qemu-img shows for each layer, top first: each backing file's name as its
+ * parent spells it, joined to the parent's directory ("b.qcow2", "images/base.qcow2"),
+ * rather than the absolute path it was opened by.
+ */
+export function chainDisplayNames(dev: BlockDevice): Map<BlockDevice, string> {
+  const names = new Map<BlockDevice, string>();
+  let name = dev.name;
+  for (let d: BlockDevice | null = dev; d; d = d.backing) {
+    names.set(d, name);
+    const ref = d.describe().backingFilename;
+    if (!d.backing) break;
+    name = ref === undefined ? d.backing.name : path.isAbsolute(ref) ? ref : path.join(path.dirname(name), ref);
+  }
+  return names;
 }

@@ -207,4 +207,10 @@ export interface FormatDriver {
    * a fully allocated image. Formats without it get raw's answer.
    */
   measure?(virtualSize: number, allocatedBytes: number, options: Record<string, string>): { required: number; fullyAllocated: number };
+  /**
+   * The granularity at which the format allocates guest data with these options (qcow2's
+   * cluster size). `measure` rounds each allocated run out to it, as qemu-img does, before
+   * passing allocatedBytes. Absent: bytes are counted exactly.
+   */
+  allocationUnit?(options: Record<string, string>): number;
 }

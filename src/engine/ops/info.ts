@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { BlockDevice, SnapshotInfo } from '../block/device.js';
 import type { FileAccessPolicy } from '../policy.js';
 import { openImage } from '../block/open.js';
-import { chainDevices } from '../block/chain.js';
+import { chainDevices, chainDisplayNames } from '../block/chain.js';
 import { humanSize } from './size.js';
 
 export interface ImageInfo {
@@ -40,16 +40,16 @@ function snapshotJson(s: SnapshotInfo): Record<string, unknown> {
 }
 
 /** Info of one opened device (not its backing files). */
-export async function deviceInfo(dev: BlockDevice): Promise<ImageInfo> {
+export async function deviceInfo(dev: BlockDevice, displayName = dev.name): Promise<ImageInfo> {
   const d = dev.describe();
-  const info: ImageInfo = { 'virtual-size': dev.virtualSize, filename: dev.name, format: dev.format, 'dirty-flag': d.dirty ?? false };
+  const info: ImageInfo = { 'virtual-size': dev.virtualSize, filename: displayName, format: dev.format, 'dirty-flag': d.dirty ?? false };
   const actual = await actualSize(dev.name);
   if (actual !== undefined) info['actual-size'] = actual;
   if (d.clusterSize !== undefined) info['cluster-size'] = d.clusterSize;
   if (d.encrypted) info.encrypted = true;
   if (d.backingFilename !== undefined) {
     info['backing-filename'] = d.backingFilename;
-    info['full-backing-filename'] = path.isAbsolute(d.backingFilename) ? d.backingFilename : path.join(path.dirname(dev.name), d.backingFilename);
+    info['full-backing-filename'] = path.isAbsolute(d.backingFilename) ? d.backingFilename : path.join(path.dirname(displayName), d.backingFilename);
     if (d.backingFormat) info['backing-filename-format'] = d.backingFormat;
   }
   if (d.dataFile !== undefined) info['data-file'] = d.dataFile;
@@ -65,7 +65,8 @@ export async function imageInfo(file: string, opts: { format?: string; backingCh
   const dev = await openImage(file, { format: opts.format, openBacking: !!opts.backingChain, policy: opts.policy });
   try {
     const devs = opts.backingChain ? chainDevices(dev) : [dev];
-    return await Promise.all(devs.map(deviceInfo));
+    const names = chainDisplayNames(dev);
+    return await Promise.all(devs.map((d) => deviceInfo(d, names.get(d))));
   } finally {
     await dev.close();
   }

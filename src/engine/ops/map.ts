@@ -2,7 +2,7 @@
 // prints it (same entries, merged the same way).
 import type { FileAccessPolicy } from '../policy.js';
 import { openImage } from '../block/open.js';
-import { chainMap } from '../block/chain.js';
+import { chainMap, chainDisplayNames } from '../block/chain.js';
 
 export interface MapEntry {
   start: number;
@@ -28,10 +28,11 @@ export async function mapImage(file: string, opts: { format?: string; policy?: F
     const start = Math.min(opts.start ?? 0, dev.virtualSize);
     const length = Math.min(opts.length ?? dev.virtualSize - start, dev.virtualSize - start);
     const out: MapEntry[] = [];
+    const names = chainDisplayNames(dev);
     for await (const r of chainMap(dev, start, length)) {
       const e: MapEntry = {
         start: r.offset, length: r.length, depth: r.depth, present: r.present,
-        zero: r.kind === 'zero', data: r.kind === 'data', filename: r.device.name,
+        zero: r.kind === 'zero', data: r.kind === 'data', filename: names.get(r.device) ?? r.device.name,
       };
       if (r.hostOffset !== undefined && !r.compressed) e.offset = r.hostOffset;
       const last = out[out.length - 1];

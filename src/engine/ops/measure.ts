@@ -1,6 +1,7 @@
 // `measure`: how big the output file of a conversion or creation would be.
 import type { FileAccessPolicy } from '../policy.js';
 import { formatByName, openImage } from '../block/open.js';
+import type { Extent } from '../block/device.js';
 import { copyPlan, planDataBytes } from '../block/chain.js';
 import { InvalidArgument } from '../errors.js';
 import { validateCreateOptions } from './create.js';
@@ -26,7 +27,9 @@ export async function measure(o: MeasureOptions): Promise<{ required: number; fu
     const src = await openImage(o.source, { format: o.sourceFormat, policy: o.policy });
     try {
       virtualSize = src.virtualSize;
-      allocated = planDataBytes(await copyPlan(src));
+      const plan = await copyPlan(src);
+      const unit = driver.allocationUnit?.(options);
+      allocated = unit ? roundedDataBytes(plan, unit) : planDataBytes(plan);
     } finally {
       await src.close();
     }
@@ -36,4 +39,17 @@ export async function measure(o: MeasureOptions): Promise<{ required: number; fu
   }
   // Formats without their own answer store guest bytes as they are.
   return driver.measure ? driver.measure(virtualSize, allocated, options) : { required: virtualSize, fullyAllocated: virtualSize };
+}
+
+/** Data bytes with every run widened to whole allocation units, each unit counted once (qemu's way). */
+function roundedDataBytes(plan: Extent[], unit: number): number {
+  let total = 0;
+  let countedTo = 0; // end of the last unit already counted
+  for (const e of plan) {
+    if (e.kind !== 'data') continue;
+    const start = Math.max(Math.floor(e.offset / unit) * unit, countedTo);
+    const end = Math.ceil((e.offset + e.length) / unit) * unit;
+    if (end > start) { total += end - start; countedTo = end; }
+  }
+  return total;
 }
