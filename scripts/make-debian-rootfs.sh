@@ -108,6 +108,8 @@ add_test_files() {
   echo junk >"$r/tmp/junkfile"; echo junk >"$r/tmp/junkdir/inner"; echo junk >"$r/var/tmp/junk2"
   printf 'ENABLED=yes\nLOGLEVEL=low\n' >"$r/etc/ufw/ufw.conf"
   ln -sf /lib/systemd/system/ufw.service "$r/etc/systemd/system/multi-user.target.wants/ufw.service"
+  # sshd disabled, so enable-sshd has something to do.
+  rm -f "$r/etc/systemd/system/multi-user.target.wants/ssh.service" "$r/etc/systemd/system/sshd.service"
   printf 'datasource_list: [ NoCloud, ConfigDrive, OpenStack, None ]\n' >"$r/etc/cloud/cloud.cfg.d/90_dpkg.cfg"
   printf 'users:\n  - default\ncloud_init_modules:\n  - growpart\n' >"$r/etc/cloud/cloud.cfg"
   printf 'UUID=%s / ext4 errors=remount-ro 0 1\n/dev/vdb1 /data xfs defaults,nofail 0 2\n' "$FS_UUID" >"$r/etc/fstab"

@@ -87,7 +87,7 @@ export async function openGuest(file: string, opts: { writable?: boolean; dryRun
       throw new UnsupportedFeature(`several Linux root filesystems found (partitions ${roots.map((r) => r.partition).join(', ')}); multi-boot guests are not supported`, { file });
     }
     const root = roots[0]!;
-    const fs = await mountExt(root.device, { writable, label: describePartition(file, root.partition) });
+    const fs = await mountExt(root.device, { writable: writable || !!opts.dryRun, overlay: !!opts.dryRun, label: describePartition(file, root.partition) });
     return {
       file, disk, table, filesystems, root, fs,
       async close() {

@@ -136,6 +136,8 @@ export interface MountOptions {
   writable: boolean;
   /** Name for messages: "disk.qcow2 partition 1". */
   label: string;
+  /** Keep writes in memory (dry runs); the write-safety checks still apply when `writable`. */
+  overlay?: boolean;
 }
 
 /** Opens the ext filesystem on `dev` (a partition device). */
@@ -152,9 +154,9 @@ export async function mountExt(dev: BlockDevice, opts: MountOptions): Promise<Ex
     }
     if (sb.state & 2) throw new UnsupportedFeature(`${opts.label}: the filesystem is marked as having errors; run e2fsck on it first`, { file: dev.name });
     if (sb.roCompat & RO_COMPAT_READONLY) throw new UnsupportedFeature(`${opts.label}: the filesystem is flagged read-only`, { file: dev.name });
-    if (!dev.write) throw new InvalidArgument(`${opts.label}: the image is opened read-only`, { file: dev.name });
+    if (!dev.write && !opts.overlay) throw new InvalidArgument(`${opts.label}: the image is opened read-only`, { file: dev.name });
   }
-  const target = opts.writable ? dev : new OverlayDevice(dev);
+  const target = opts.writable && !opts.overlay ? dev : new OverlayDevice(dev);
   const disk = new BlockDisk(target);
   let fs: Ext2Fs;
   try {
@@ -378,16 +380,24 @@ export class ExtFs {
     try { await this.p.chown(p, uid, gid); } catch (err) { this.fail(err, 'chown', p); }
   }
 
-  /** Resolves a guest symlink chain (relative or absolute targets), up to 40 hops. */
-  async resolve(p: string): Promise<string> {
-    p = ExtFs.norm(p);
-    for (let i = 0; i < 40; i++) {
-      const st = await this.lstat(p);
-      if (st?.type !== 'symlink') return p;
-      const t = await this.readlink(p);
-      p = t.startsWith('/') ? path.normalize(t) : path.normalize(path.join(path.dirname(p), t));
+  /**
+   * Canonical guest path: every component's symlinks resolved (relative or absolute
+   * targets, inside the guest), up to 40 links. Missing trailing parts are kept as is.
+   */
+  async realpath(p: string): Promise<string> {
+    const parts = ExtFs.norm(p).split('/').filter(Boolean);
+    let cur = '/';
+    let hops = 0;
+    while (parts.length) {
+      const next = path.join(cur, parts.shift()!);
+      const st = await this.lstat(next);
+      if (st?.type !== 'symlink') { cur = next; continue; }
+      if (++hops > 40) throw new UnsupportedFeature(`${this.label}: too many levels of symbolic links at ${p}`, { file: this.file });
+      const t = await this.readlink(next);
+      parts.unshift(...t.split('/').filter(Boolean));
+      if (t.startsWith('/')) cur = '/';
     }
-    throw new UnsupportedFeature(`${this.label}: too many levels of symbolic links at ${p}`, { file: this.file });
+    return cur;
   }
 
   /** Unmounts: flushes libext2fs's caches and the device. */
