@@ -45,7 +45,8 @@ const OLD_LINUX = /^(rhel[234]([-_]|$)|redhat$|sles(9)?([-_]|$)|sles-64$|suse$|d
 const WINDOWS_LEGACY = /^(win31|win95|win98|winme|winnt|win2000|winxp|winnet|windows2003|windowsxp|windows2000|windowsnt|windows9[58]|windowsme|windows3)/;
 
 export function classifyGuest(vm: Pick<SourceVM, 'guestOS' | 'osCimId' | 'osDescription'>): GuestInfo {
-  const label = vm.guestOS?.toLowerCase().trim();
+  // vSphere API names end in "Guest" (rhel8_64Guest, ubuntu64Guest); the .vmx ids do not.
+  const label = vm.guestOS?.toLowerCase().trim().replace(/guest$/, '');
   if (label) {
     const g = fromLabel(label);
     if (g) return g;
@@ -63,11 +64,11 @@ export function classifyGuest(vm: Pick<SourceVM, 'guestOS' | 'osCimId' | 'osDesc
 }
 
 function is64(label: string): boolean {
-  return /(-|_)64$|64-?bit|x64|amd64|x86_64/.test(label);
+  return /[-_a-z]64$|64-?bit|x64|amd64|x86_64/.test(label);
 }
 
 function versionOf(label: string): string | undefined {
-  const m = /^[a-z-]*?(\d+)/.exec(label.replace(/(-|_)64$/, ''));
+  const m = /^[a-z-]*?(\d+)/.exec(label.replace(/[-_]?64$/, ''));
   return m ? m[1] : undefined;
 }
 

@@ -3,6 +3,7 @@
 // so the libvirt XML and the Glance properties cannot disagree.
 
 import path from 'node:path';
+import { existsSync } from 'node:fs';
 import { InvalidArgument } from '../engine/errors.js';
 import { classifyGuest, type GuestInfo } from './guest.js';
 import type { SourceDisk, SourceNic, SourceVM } from './model.js';
@@ -138,7 +139,9 @@ export function planTarget(vm: SourceVM, opts: TargetOptions): TargetPlan {
   for (const r of vm.removables) {
     if (r.kind === 'floppy') { warnings.push(`floppy drive ${r.id} is not carried over (q35 has no floppy controller)`); continue; }
     if (cdBus === 'ide' && cdIndex >= 4) { warnings.push(`CD-ROM ${r.id} dropped: the IDE bus has only four slots`); continue; }
-    const file = r.fileName && r.deviceType === 'cdrom-image' ? isoPath(r.fileName, vm.sourceFile) : undefined;
+    let file = r.fileName && r.deviceType === 'cdrom-image' ? isoPath(r.fileName, vm.sourceFile) : undefined;
+    // libvirt refuses to start a guest whose CD image is missing: keep the drive, empty.
+    if (file && !existsSync(file)) { warnings.push(`CD-ROM ${r.id}: ${r.fileName} not found; the drive is left empty`); file = undefined; }
     cdroms.push({ dev: PREFIX[cdBus] + driveLetters(cdIndex++), bus: cdBus, file, sourceId: r.id });
   }
   if (diskBus === 'ide' && disks.length > 4) throw new InvalidArgument(`${disks.length} disks do not fit on the IDE bus (four slots); use --disk-bus sata or virtio`);
