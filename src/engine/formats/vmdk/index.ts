@@ -28,7 +28,7 @@ export const vmdkFormat: FormatDriver = {
     { name: 'compat6', type: 'bool', default: 'off', help: 'VMDK version 6 (same as hwversion=6)' },
     { name: 'toolsversion', type: 'string', default: '2147483647', help: 'ddb.toolsVersion' },
     { name: 'zeroed_grain', type: 'bool', default: 'off', help: 'mark zero grains in the grain tables (sparse subformats)' },
-    { name: 'compression_level', type: 'number', help: 'deflate level 1-9 for streamOptimized (default 6)' },
+    { name: 'compression_level', type: 'number', help: 'deflate level 1-9 for streamOptimized (default 1: several times faster than 6 for a few percent more output)' },
   ],
   measure(virtualSize, allocatedBytes, options) {
     const o = parseOptions(options);

@@ -348,7 +348,7 @@ export class StreamWriter extends GrainChunker {
   private readonly maxInflight: number;
   private static readonly BATCH_GRAINS = 32;
 
-  constructor(private sink: ByteSink, size: number, private descriptor: string, keepZeros: boolean, private level?: number) {
+  constructor(private sink: ByteSink, size: number, private descriptor: string, keepZeros: boolean, private level = 1) {
     super(size, keepZeros);
     this.gd = new Uint32Array(Math.ceil(size / SECTOR / (GTES_PER_GT * GRAIN_SECTORS)));
     this.maxInflight = Math.max(2, compressPool().size * 2);

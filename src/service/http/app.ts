@@ -1,0 +1,45 @@
+// Builds the fastify application: content-type handling, routes, error mapping.
+import Fastify, { type FastifyInstance } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { Service } from '../domain/service.js';
+import { HttpError, sendError } from './errors.js';
+import { registerImages } from './images.js';
+import { registerData } from './data.js';
+import { registerMembers } from './members.js';
+import { registerInfo } from './info.js';
+
+export function buildApp(svc: Service): FastifyInstance {
+  const cfg = svc.cfg;
+  const app = Fastify({
+    logger: cfg.logLevel === 'silent' ? false : { level: cfg.logLevel },
+    bodyLimit: cfg.bodyLimit,
+    // Uploads of large images take long; the request must not time out mid-stream.
+    requestTimeout: 0,
+    genReqId: () => `req-${randomUUID()}`,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
+    serverFactory: (handler) => createServer({ maxHeaderSize: cfg.maxHeaderSize, requestTimeout: 0 }, handler),
+  });
+
+  // Hand every body to routes as the raw stream: JSON routes parse it with Glance's
+  // messages, the data route streams it to the store.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('X-Openstack-Request-Id', req.id);
+  });
+
+  registerInfo(app, svc);
+  registerImages(app, svc);
+  registerData(app, svc);
+  registerMembers(app, svc);
+
+  app.setNotFoundHandler((req, reply) => {
+    sendError(req, reply, new HttpError(404, 'The resource could not be found.'));
+  });
+  app.setErrorHandler((err, req, reply) => {
+    sendError(req, reply, err);
+  });
+  return app;
+}
