@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<Command>> = {
   measure: () => import('./commands/measure.js').then((m) => m.command),
   resize: () => import('./commands/resize.js').then((m) => m.command),
   snapshot: () => import('./commands/snapshot.js').then((m) => m.command),
+  serve: async () => (await import('./commands/serve.js')).command,
   v2v: async () => (await import('./commands/v2v.js')).command,
   sysprep: async () => (await import('./commands/sysprep.js')).command,
 };
