@@ -341,6 +341,7 @@ class Qcow2Creator implements ImageWriter {
       backingFile: this.o.backingFile, backingFormat: this.o.backingFormat,
     }, this.sink.name);
     await this.sink.write(header, 0);
+    await this.sink.sync();
   }
 
   async abort(): Promise<void> {
