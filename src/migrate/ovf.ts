@@ -245,7 +245,7 @@ export function parseOvf(xml: string, file: string): SourceVM {
 
   // NICs, with VirtualBox's MACs from vbox:Machine (its Items carry none).
   const vboxMacs: string[] = [];
-  for (const ad of arr((vboxHw?.Network as Node | undefined)?.Adapter)) {
+  for (const ad of arr(arr(vboxHw?.Network)[0]?.Adapter)) {
     if (/^false$/i.test(text(ad['@enabled']) ?? 'true')) continue;
     const mac = normaliseMac(text(ad['@MACAddress']));
     vboxMacs.push(mac ?? '');
