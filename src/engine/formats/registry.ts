@@ -3,6 +3,7 @@ import type { FormatDriver } from '../block/device.js';
 import { raw } from './raw/index.js';
 import { vpcFormat } from './vpc/index.js';
 import { vmdkFormat } from './vmdk/index.js';
+import { gzipFormat, xzFormat, zstdFormat, bzip2Format } from './compressed/index.js';
 import { qcow2 } from './qcow2/index.js';
 import { vdiFormat } from './vdi/index.js';
 import { vhdxFormat } from './vhdx/index.js';
@@ -11,6 +12,7 @@ export const formats: FormatDriver[] = [
   raw,
   vpcFormat,
   vmdkFormat,
+  gzipFormat, xzFormat, zstdFormat, bzip2Format,
   qcow2,
   vdiFormat,
   vhdxFormat,
