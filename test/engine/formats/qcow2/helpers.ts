@@ -28,8 +28,8 @@ export function qemuIo(img: string, ...cmds: string[]): void {
 
 export function info(img: string): any { return JSON.parse(qemuImg('info', '--output', 'json', img)); }
 export function check(img: string): any {
-  const r = qemuImgStatus('check', '--output', 'json', img);
-  return { status: r.status, ...JSON.parse(r.out.slice(r.out.indexOf('{'))) };
+  const r = spawnSync('qemu-img', ['check', '--output', 'json', img], { encoding: 'utf8' });
+  return { status: r.status, stderr: r.stderr, ...JSON.parse(r.stdout) };
 }
 
 /** Asserts every byte of `dev` equals the raw file, reading in 4 MiB pieces. */
