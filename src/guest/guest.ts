@@ -29,13 +29,13 @@ export interface Guest {
   close(): Promise<void>;
 }
 
-export function describePartition(file: string, n: number): string {
-  return n === 0 ? `${file} (whole disk)` : `${file} partition ${n}`;
+export function describePartition(n: number): string {
+  return n === 0 ? 'whole disk' : `partition ${n}`;
 }
 
 /** A read-only look: is this ext filesystem a Linux root? */
-async function looksLikeRoot(dev: SubRangeDevice, label: string): Promise<boolean> {
-  const fs = await mountExt(dev, { writable: false, label });
+async function looksLikeRoot(dev: SubRangeDevice, file: string, label: string): Promise<boolean> {
+  const fs = await mountExt(dev, { writable: false, label, file });
   try {
     if (!(await fs.isDir('/etc'))) return false;
     const hasBin = (await fs.isDir('/bin')) || (await fs.isDir('/usr/bin'));
@@ -58,7 +58,7 @@ export async function scanFilesystems(file: string, disk: BlockDevice, table: Pa
     if (c.p && !mayHoldLinuxFs(c.p)) continue;
     try {
       info.ext = await readExtSuperblock(dev);
-      if (info.ext) info.isRoot = await looksLikeRoot(dev, describePartition(file, c.n));
+      if (info.ext) info.isRoot = await looksLikeRoot(dev, file, describePartition(c.n));
     } catch (err) {
       if (!(err instanceof ImgportError)) throw err;
       info.note = err.message;
@@ -87,7 +87,10 @@ export async function openGuest(file: string, opts: { writable?: boolean; dryRun
       throw new UnsupportedFeature(`several Linux root filesystems found (partitions ${roots.map((r) => r.partition).join(', ')}); multi-boot guests are not supported`, { file });
     }
     const root = roots[0]!;
-    const fs = await mountExt(root.device, { writable: writable || !!opts.dryRun, overlay: !!opts.dryRun, label: describePartition(file, root.partition) });
+    if (writable && !disk.write) {
+      throw new UnsupportedFeature(`writing ${disk.format} images in place is not supported; convert the image to qcow2 or raw first (or use --dry-run)`, { file });
+    }
+    const fs = await mountExt(root.device, { writable: writable || !!opts.dryRun, overlay: !!opts.dryRun, label: describePartition(root.partition), file });
     return {
       file, disk, table, filesystems, root, fs,
       async close() {

@@ -7,6 +7,7 @@ import { gzipFormat, xzFormat, zstdFormat, bzip2Format } from './compressed/inde
 import { qcow2 } from './qcow2/index.js';
 import { vdiFormat } from './vdi/index.js';
 import { vhdxFormat } from './vhdx/index.js';
+import { isoFormat } from './iso/index.js';
 
 export const formats: FormatDriver[] = [
   raw,
@@ -16,6 +17,7 @@ export const formats: FormatDriver[] = [
   qcow2,
   vdiFormat,
   vhdxFormat,
+  isoFormat,
 ];
 
 export function findFormat(name: string): FormatDriver | undefined {

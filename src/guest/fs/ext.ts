@@ -134,8 +134,10 @@ class BlockDisk implements Ext2Disk {
 export interface MountOptions {
   /** Write to the device. When false, writes (if any) go to a throw-away overlay. */
   writable: boolean;
-  /** Name for messages: "disk.qcow2 partition 1". */
+  /** Where in the image, for messages: "partition 1". */
   label: string;
+  /** The image file, for messages. */
+  file: string;
   /** Keep writes in memory (dry runs); the write-safety checks still apply when `writable`. */
   overlay?: boolean;
 }
@@ -143,18 +145,18 @@ export interface MountOptions {
 /** Opens the ext filesystem on `dev` (a partition device). */
 export async function mountExt(dev: BlockDevice, opts: MountOptions): Promise<ExtFs> {
   const sb = await readExtSuperblock(dev);
-  if (!sb) throw new UnsupportedFeature(`${opts.label}: not an ext2/3/4 filesystem`, { file: dev.name });
-  if (sb.incompat & INCOMPAT_JOURNAL_DEV) throw new UnsupportedFeature(`${opts.label}: is an external ext journal device, not a filesystem`, { file: dev.name });
+  if (!sb) throw new UnsupportedFeature(`${opts.label}: not an ext2/3/4 filesystem`, { file: opts.file });
+  if (sb.incompat & INCOMPAT_JOURNAL_DEV) throw new UnsupportedFeature(`${opts.label}: is an external ext journal device, not a filesystem`, { file: opts.file });
   if (opts.writable) {
     if (sb.incompat & INCOMPAT_RECOVER) {
-      throw new UnsupportedFeature(`${opts.label}: the ext4 filesystem has an unreplayed journal (needs_recovery: the guest was not shut down cleanly); boot and shut down the guest cleanly, or run e2fsck on it, before preparing it`, { file: dev.name });
+      throw new UnsupportedFeature(`${opts.label}: the ext4 filesystem has an unreplayed journal (needs_recovery: the guest was not shut down cleanly); boot and shut down the guest cleanly, or run e2fsck on it, before preparing it`, { file: opts.file });
     }
     if (sb.roCompat & RO_COMPAT_ORPHAN_PRESENT) {
-      throw new UnsupportedFeature(`${opts.label}: the filesystem has orphan inodes pending cleanup (orphan_present); run e2fsck on it first`, { file: dev.name });
+      throw new UnsupportedFeature(`${opts.label}: the filesystem has orphan inodes pending cleanup (orphan_present); run e2fsck on it first`, { file: opts.file });
     }
-    if (sb.state & 2) throw new UnsupportedFeature(`${opts.label}: the filesystem is marked as having errors; run e2fsck on it first`, { file: dev.name });
-    if (sb.roCompat & RO_COMPAT_READONLY) throw new UnsupportedFeature(`${opts.label}: the filesystem is flagged read-only`, { file: dev.name });
-    if (!dev.write && !opts.overlay) throw new InvalidArgument(`${opts.label}: the image is opened read-only`, { file: dev.name });
+    if (sb.state & 2) throw new UnsupportedFeature(`${opts.label}: the filesystem is marked as having errors; run e2fsck on it first`, { file: opts.file });
+    if (sb.roCompat & RO_COMPAT_READONLY) throw new UnsupportedFeature(`${opts.label}: the filesystem is flagged read-only`, { file: opts.file });
+    if (!dev.write && !opts.overlay) throw new InvalidArgument(`${opts.label}: the image is opened read-only`, { file: opts.file });
   }
   const target = opts.writable && !opts.overlay ? dev : new OverlayDevice(dev);
   const disk = new BlockDisk(target);
@@ -163,9 +165,9 @@ export async function mountExt(dev: BlockDevice, opts: MountOptions): Promise<Ex
     fs = await ext2fs.mount(disk, 0);
   } catch (err) {
     if (disk.lastError instanceof ImgportError) throw disk.lastError;
-    throw new UnsupportedFeature(`${opts.label}: libext2fs cannot open the ${sb.kind} filesystem (${(err as Error).message.split('\n')[0]}; features: ${sb.features.join(' ')})`, { file: dev.name, cause: err });
+    throw new UnsupportedFeature(`${opts.label}: libext2fs cannot open the ${sb.kind} filesystem (${(err as Error).message.split('\n')[0]}; features: ${sb.features.join(' ')})`, { file: opts.file, cause: err });
   }
-  return new ExtFs(fs, disk, sb, opts.label, dev.name, target instanceof OverlayDevice ? target : null);
+  return new ExtFs(fs, disk, sb, opts.label, opts.file, target instanceof OverlayDevice ? target : null);
 }
 
 /**

@@ -79,7 +79,7 @@ export interface SysprepReport {
 export async function runSysprep(file: string, ops: SysprepOp[], opts: SysprepOptions, run: { dryRun?: boolean; format?: string } = {}): Promise<SysprepReport> {
   const guest = await openGuest(file, { writable: true, dryRun: run.dryRun, format: run.format });
   const report: SysprepReport = {
-    file, filesystem: `${describePartition(file, guest.root.partition)} (${guest.root.ext!.kind})`,
+    file, filesystem: `${file} ${describePartition(guest.root.partition)} (${guest.root.ext!.kind})`,
     dryRun: !!run.dryRun, operations: [],
   };
   let failed = true;
