@@ -35,16 +35,15 @@ export function u32le(b: Uint8Array, off: number): number {
 export function u32be(b: Uint8Array, off: number): number {
   return b[off]! * 0x1000000 + ((b[off + 1]! << 16) | (b[off + 2]! << 8) | b[off + 3]!);
 }
-/** 64-bit values as numbers; anything >= 2^53 comes back as HUGE so comparisons stay right. */
+/**
+ * 64-bit values as numbers: exact below 2^53, the nearest double above (comparisons
+ * against file sizes and limits stay right; nothing that large is ever used as an offset).
+ */
 export function u64le(b: Uint8Array, off: number): number {
-  const hi = u32le(b, off + 4);
-  if (hi >= 0x200000) return HUGE;
-  return hi * 0x100000000 + u32le(b, off);
+  return u32le(b, off + 4) * 0x100000000 + u32le(b, off);
 }
 export function u64be(b: Uint8Array, off: number): number {
-  const hi = u32be(b, off);
-  if (hi >= 0x200000) return HUGE;
-  return hi * 0x100000000 + u32be(b, off + 4);
+  return u32be(b, off) * 0x100000000 + u32be(b, off + 4);
 }
 /** True when the raw 64-bit big-endian value is all ones (qcow/vhd "none" markers). */
 export function allOnes(b: Uint8Array, off: number, len: number): boolean {

@@ -224,9 +224,9 @@ function inspectQcow2(v: ImageView, r: Report): void {
   // L1 table.
   const entryBytes = extL2(h) ? 16 : 8;
   const perL2 = cs / entryBytes;
-  const neededL1 = h.size >= HUGE ? HUGE : Math.ceil(h.size / (cs * perL2));
+  const neededL1 = Math.ceil(h.size / (cs * perL2));
   if (h.l1Size * 8 > MAX_L1_BYTES) r.unsafe('invalid-header', `L1 table of ${h.l1Size} entries exceeds qemu's 32 MiB limit`, 36);
-  if (h.l1Size < neededL1) r.unsafe('size-mismatch', `L1 table has ${h.l1Size} entries, but the virtual size needs ${neededL1 >= HUGE ? 'more than 2^53' : neededL1}`, 36);
+  if (h.l1Size < neededL1) r.unsafe('size-mismatch', `L1 table has ${h.l1Size} entries, but the virtual size needs ${neededL1}`, 36);
   if (h.l1Size > 0) {
     if (h.l1Offset % cs !== 0) r.unsafe('invalid-header', `L1 table offset ${h.l1Offset} is not cluster aligned`, 40);
     if (r.within(v, 'L1 table', h.l1Offset, h.l1Size * 8)) checkL1(v, r, h, entryBytes);
@@ -290,6 +290,7 @@ function checkL1(v: ImageView, r: Report, h: Header, entryBytes: number): void {
 
 function checkSnapshots(v: ImageView, r: Report, h: Header): void {
   let off = h.snapOffset;
+  let end = off;
   for (let i = 0; i < h.nbSnapshots; i++) {
     const e = slice(v, off, 40);
     if (!e) {
@@ -303,7 +304,8 @@ function checkSnapshots(v: ImageView, r: Report, h: Header): void {
     if (l1Size * 8 > MAX_L1_BYTES) r.unsafe('invalid-header', `snapshot ${i} L1 table of ${l1Size} entries exceeds 32 MiB`, off);
     if (l1Size > 0 && !r.within(v, `snapshot ${i} L1 table`, l1Off, l1Size * 8)) return;
     off += 40 + extra + u16be(e, 12) + u16be(e, 14);
+    end = off; // the last entry's padding need not be in the file
     off = Math.ceil(off / 8) * 8;
   }
-  r.within(v, 'snapshot table', h.snapOffset, off - h.snapOffset);
+  r.within(v, 'snapshot table', h.snapOffset, end - h.snapOffset);
 }

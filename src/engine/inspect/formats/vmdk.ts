@@ -6,7 +6,7 @@ import type { FormatChecker, Report } from '../types.js';
 import { type ImageView, HUGE, fit, ascii, bytesEq, has, printable, slice, u32le, u64le } from '../view.js';
 import { dangerousName, isBareName } from '../refs.js';
 
-const GD_AT_END = HUGE; // 0xffffffffffffffff reads back as HUGE
+const GD_AT_END = 2 ** 64 - 1; // 0xffffffffffffffff, as the double u64le returns for it
 const FLAG_NL_DETECT = 1;
 const FLAG_RGD = 2;
 const MAX_DESC_BYTES = 1024 * 1024;
@@ -147,7 +147,7 @@ function inspectSparse(v: ImageView, r: Report): void {
   if (h.gtes === 0 || h.gtes > 512) { r.unsafe('invalid-header', `${h.gtes} grain table entries per table (qemu allows 1..512)`, 44); return; }
   if (h.compress > 1) r.unsafe('invalid-header', `compression algorithm ${h.compress} unknown`, 77);
   r.clusterSize = h.grainSize * SECTOR;
-  r.setVirtualSize(h.capacity >= HUGE / SECTOR ? HUGE : h.capacity * SECTOR);
+  r.setVirtualSize(h.capacity * SECTOR);
 
   // Embedded descriptor.
   let desc: Descriptor | null = null;
@@ -181,10 +181,14 @@ function inspectSparse(v: ImageView, r: Report): void {
   if (h.capacity >= HUGE / SECTOR) return;
   const gtCoverage = h.grainSize * h.gtes; // sectors per grain table
   const gdEntries = Math.ceil(h.capacity / gtCoverage);
-  const gdOff = ((h.flags & FLAG_RGD) ? hh.rgdOffset : hh.gdOffset);
   if (gdEntries > 0) {
-    if (gdOff === 0 && h.capacity > 0) r.unsafe('invalid-header', 'grain directory offset is 0', 56);
-    else r.within(v, 'grain directory', gdOff >= HUGE / SECTOR ? HUGE : gdOff * SECTOR, gdEntries * 4);
+    // qemu reads the primary directory at gd_offset; the redundant one (RGD flag) must fit too.
+    const dirs: Array<[string, number]> = [['grain directory', hh.gdOffset]];
+    if (h.flags & FLAG_RGD) dirs.push(['redundant grain directory', hh.rgdOffset]);
+    for (const [what, off] of dirs) {
+      if (off === 0) r.unsafe('invalid-header', `${what} offset is 0`, 56);
+      else r.within(v, what, off >= HUGE / SECTOR ? HUGE : off * SECTOR, gdEntries * 4);
+    }
   }
 }
 
