@@ -261,7 +261,8 @@ export function parseOvf(xml: string, file: string): SourceVM {
     nics.push({
       index: idx,
       mac,
-      model: text(it.ResourceSubType),
+      // VMware writes VmxNet3/E1000, VirtualBox E1000/PCNet32: compare case-insensitively, print lower case.
+      model: text(it.ResourceSubType)?.toLowerCase(),
       networkName: conn && conn !== '' ? conn : `eth${idx}`,
       connection: conn ? 'bridge' : 'network',
     });

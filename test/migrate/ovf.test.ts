@@ -39,7 +39,7 @@ test('VMware OVF: name, CPUs + CoresPerSocket, memory units, firmware + secure b
     ['vmdisk2', 'scsi', 1, 'rhel8-disk2.vmdk', 1048576, 'vmdk'],
   ]);
   assert.deepEqual(vm.removables.map((r) => [r.kind, r.bus, r.unit]), [['cdrom', 'ide', 2]], 'IDE controller 1, unit 0 → slot 2');
-  assert.deepEqual(vm.nics.map((n) => [n.mac, n.model, n.networkName, n.connection]), [['00:50:56:ab:cd:ef', 'VmxNet3', 'VM Network', 'bridge']]);
+  assert.deepEqual(vm.nics.map((n) => [n.mac, n.model, n.networkName, n.connection]), [['00:50:56:ab:cd:ef', 'vmxnet3', 'VM Network', 'bridge']]);
 });
 
 test('VMware OVF without vmw:Config firmware: firmware unknown', () => {
@@ -59,7 +59,7 @@ test('VirtualBox OVF: vbox:Machine gives uuid, EFI, OSType and MACs; PIIX4 IDE +
   assert.equal(vm.guestOS, 'debian_64');
   assert.deepEqual(vm.disks.map((d) => [d.bus, d.capacity]), [['sata', 8 * 1024 ** 3]]);
   assert.deepEqual(vm.removables.map((r) => [r.kind, r.bus, r.unit]), [['cdrom', 'ide', 1]]);
-  assert.deepEqual(vm.nics.map((n) => [n.mac, n.model, n.networkName]), [['08:00:27:aa:bb:cc', 'E1000', 'NAT']]);
+  assert.deepEqual(vm.nics.map((n) => [n.mac, n.model, n.networkName]), [['08:00:27:aa:bb:cc', 'e1000', 'NAT']]);
 });
 
 test('OVF 2.0 namespaces and StorageItem/EthernetPortItem elements are read too', () => {
