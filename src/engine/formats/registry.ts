@@ -8,6 +8,7 @@ import { qcow2 } from './qcow2/index.js';
 import { vdiFormat } from './vdi/index.js';
 import { vhdxFormat } from './vhdx/index.js';
 import { isoFormat } from './iso/index.js';
+import { qcowFormat } from './qcow/index.js';
 
 export const formats: FormatDriver[] = [
   raw,
@@ -18,6 +19,7 @@ export const formats: FormatDriver[] = [
   vdiFormat,
   vhdxFormat,
   isoFormat,
+  qcowFormat,
 ];
 
 export function findFormat(name: string): FormatDriver | undefined {
