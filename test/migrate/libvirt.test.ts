@@ -182,6 +182,13 @@ test('guest classification: virtio for modern Linux, not for old or unknown; leg
   const p = planTarget(xp, { outputDir: '/out' });
   assert.deepEqual([p.machine, p.diskBus, p.nicModel, p.arch], ['pc', 'ide', 'e1000', 'i686']);
   assert.deepEqual(p.cdroms.map((x) => x.dev), ['hdb']);
+  const t = tmpdir();
+  try {
+    const f = path.join(t.dir, 'xp.xml');
+    fs.writeFileSync(f, domainXml(p));
+    assert.match(fs.readFileSync(f, 'utf8'), /<pae\/>/);
+    validate(f);
+  } finally { t.cleanup(); }
   assert.throws(() => planTarget({ ...xp, firmware: 'uefi' }, { outputDir: '/out', machine: 'pc' }), /q35/);
   assert.throws(() => planTarget(xp, { outputDir: '/out', diskBus: 'ide', machine: 'q35' }), /no IDE/);
 });

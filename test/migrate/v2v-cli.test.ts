@@ -157,3 +157,17 @@ test('--dry-run writes XML and JSON only; --print-source prints; bad usage exits
     assert.match(missing.stderr, /nope\.vmx/);
   } finally { t.cleanup(); }
 });
+
+test('ESXi-style text descriptor with a -flat.vmdk extent', () => {
+  const t = tmpdir();
+  try {
+    makeVmdk(path.join(t.dir, 'esx.vmdk'), '16M', [[0x44, '1M', '1M']], ['-o', 'subformat=monolithicFlat']);
+    assert.ok(fs.existsSync(path.join(t.dir, 'esx-flat.vmdk')));
+    fs.writeFileSync(path.join(t.dir, 'esx.vmx'), 'displayName = "esx"\nguestOS = "debian11-64"\nscsi0.present = "TRUE"\nscsi0:0.fileName = "esx.vmdk"\n');
+    const out = path.join(t.dir, 'out');
+    const r = imgport(['v2v', path.join(t.dir, 'esx.vmx'), '-o', out, '-q']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, '', '-q silences the progress lines');
+    compare(path.join(t.dir, 'esx.vmdk'), 'vmdk', path.join(out, 'esx-vda.qcow2'), 'qcow2');
+  } finally { t.cleanup(); }
+});
