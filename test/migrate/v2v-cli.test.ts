@@ -169,5 +169,10 @@ test('ESXi-style text descriptor with a -flat.vmdk extent', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stderr, '', '-q silences the progress lines');
     compare(path.join(t.dir, 'esx.vmdk'), 'vmdk', path.join(out, 'esx-vda.qcow2'), 'qcow2');
+    const p = imgport(['v2v', path.join(t.dir, 'esx.vmx'), '-o', path.join(t.dir, 'out2'), '-q', '--progress', 'json']);
+    assert.equal(p.status, 0, p.stderr);
+    const lines = p.stderr.trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(lines.length >= 1);
+    assert.deepEqual(lines.at(-1), { disk: 'vda', done: 16 << 20, total: 16 << 20, percent: 100 });
   } finally { t.cleanup(); }
 });

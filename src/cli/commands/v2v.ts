@@ -1,6 +1,7 @@
 import type { Command } from '../main.js';
 import { parseArgs, needPositional, str } from '../args.js';
 import { EXIT } from '../exit.js';
+import { progressReporter } from '../progress.js';
 import { InvalidArgument } from '../../engine/errors.js';
 import { sameDirectoryPolicy } from '../../engine/policy.js';
 import { loadSource, runV2v } from '../../migrate/v2v.js';
@@ -29,6 +30,9 @@ properties).
   --network IN:OUT, --bridge IN:OUT   map the NICs of source network IN only (repeatable)
   --import URL           upload each converted disk to this Glance v2 endpoint
   --os-token TOKEN       X-Auth-Token for --import
+  -p                     progress bar per disk (on a terminal)
+  --progress json        progress as JSON lines on stderr: {"disk","done","total","percent"}
+  -q                     no messages on stderr
   --allow-absolute       follow absolute disk paths in the .vmx/.ovf (still inside the source's folder)
 `;
 
@@ -58,6 +62,8 @@ export const command: Command = {
       { long: 'import', value: true },
       { long: 'os-token', value: true },
       { long: 'allow-absolute' },
+      { short: 'p', key: 'bar' },
+      { long: 'progress', value: true },
     ]);
     if (help) { process.stdout.write(HELP); return EXIT.OK; }
     needPositional(positional, 1, USAGE);
@@ -78,7 +84,22 @@ export const command: Command = {
 
     const quiet = opts.quiet === true;
     const log = (line: string) => { if (!quiet) process.stderr.write(`${line}\n`); };
+    const progressMode = str(opts.progress);
+    if (progressMode !== undefined && progressMode !== 'json') throw new InvalidArgument(`--progress must be 'json', not '${progressMode}'`);
+    let current: { disk: string; report?: (done: number, total: number) => void } | undefined;
+    const onProgress = progressMode === 'json'
+      ? (disk: string, done: number, total: number) => {
+        const percent = total > 0 ? Math.floor((done / total) * 10000) / 100 : 100;
+        process.stderr.write(JSON.stringify({ disk, done, total, percent }) + '\n');
+      }
+      : opts.bar === true
+        ? (disk: string, done: number, total: number) => {
+          if (current?.disk !== disk) current = { disk, report: progressReporter('bar', process.stderr) };
+          current.report?.(done, total);
+        }
+        : undefined;
     const r = await runV2v({
+      onProgress,
       source,
       outputDir,
       outputFormat: oneOf<OutputFormat>(str(opts['output-format']), ['qcow2', 'raw'], '-of'),
