@@ -182,7 +182,11 @@ class Qcow2Creator implements ImageWriter {
     if (this.compress) {
       for (let k = 0; k < buf.length / cs; k++) {
         this.batch.clusters.push(ci + k);
-        this.batch.chunks.push(buf.slice(k * cs, (k + 1) * cs));
+        // An explicit copy: the caller reuses `buf`, and a view (Buffer#slice) would make
+        // postMessage clone the caller's whole ArrayBuffer.
+        const chunk = new Uint8Array(cs);
+        chunk.set(buf.subarray(k * cs, (k + 1) * cs));
+        this.batch.chunks.push(chunk);
         if (this.batch.clusters.length === BATCH) await this.dispatch();
       }
       return;
