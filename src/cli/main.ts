@@ -19,6 +19,7 @@ const commands: Record<string, () => Promise<Command>> = {
   serve: async () => (await import('./commands/serve.js')).command,
   v2v: async () => (await import('./commands/v2v.js')).command,
   sysprep: async () => (await import('./commands/sysprep.js')).command,
+  'inspect-guest': async () => (await import('./commands/inspect-guest.js')).command,
 };
 
 function usage(): string {

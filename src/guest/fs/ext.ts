@@ -98,17 +98,50 @@ function toStat(s: Ext2Stats): GuestStat {
   };
 }
 
-/** Adapts a BlockDevice to the disk object libext2fs calls back into. */
+const CHUNK = 256 * 1024;
+const CACHE_CHUNKS = 64;
+
+/**
+ * Adapts a BlockDevice to the disk object libext2fs calls back into. libext2fs asks
+ * for one filesystem block (often 1-4 KiB) at a time; a small read cache of aligned
+ * chunks turns that into large reads of the image. Writes go straight to the device
+ * and update cached chunks, so the cache never holds stale bytes.
+ */
 class BlockDisk implements Ext2Disk {
   /** libext2fs turns our exceptions into EIO; keep the real one to report it. */
   lastError: unknown = null;
+  private cache = new Map<number, Uint8Array>();
   constructor(private dev: BlockDevice) {}
+
+  private async chunk(index: number): Promise<Uint8Array> {
+    const hit = this.cache.get(index);
+    if (hit) {
+      // Refresh its LRU position.
+      this.cache.delete(index);
+      this.cache.set(index, hit);
+      return hit;
+    }
+    const start = index * CHUNK;
+    const data = new Uint8Array(Math.min(CHUNK, this.dev.virtualSize - start));
+    await this.dev.read(data, start);
+    this.cache.set(index, data);
+    if (this.cache.size > CACHE_CHUNKS) this.cache.delete(this.cache.keys().next().value!);
+    return data;
+  }
 
   async read(buffer: Buffer, bufferOffset: number, length: number, fileOffset: number) {
     try {
-      const end = Math.min(fileOffset + length, this.dev.virtualSize);
       const view = buffer.subarray(bufferOffset, bufferOffset + length);
-      if (end > fileOffset) await this.dev.read(view.subarray(0, end - fileOffset), fileOffset);
+      const end = Math.min(fileOffset + length, this.dev.virtualSize);
+      let pos = fileOffset;
+      while (pos < end) {
+        const idx = Math.floor(pos / CHUNK);
+        const c = await this.chunk(idx);
+        const from = pos - idx * CHUNK;
+        const n = Math.min(c.length - from, end - pos);
+        view.set(c.subarray(from, from + n), pos - fileOffset);
+        pos += n;
+      }
       // Past the end of the partition reads as zeros, like a short block device read.
       if (end - fileOffset < length) view.fill(0, Math.max(0, end - fileOffset));
       return { bytesRead: length, buffer };
@@ -119,7 +152,15 @@ class BlockDisk implements Ext2Disk {
     try {
       if (!this.dev.write) throw new UnsupportedFeature('the image is opened read-only', { file: this.dev.name });
       // Copy out of the WASM heap: the buffer is a view that libext2fs reuses.
-      await this.dev.write(Uint8Array.prototype.slice.call(buffer, bufferOffset, bufferOffset + length), fileOffset);
+      const data = Uint8Array.prototype.slice.call(buffer, bufferOffset, bufferOffset + length);
+      await this.dev.write(data, fileOffset);
+      for (let idx = Math.floor(fileOffset / CHUNK); idx * CHUNK < fileOffset + length; idx++) {
+        const c = this.cache.get(idx);
+        if (!c) continue;
+        const s = Math.max(fileOffset, idx * CHUNK);
+        const e = Math.min(fileOffset + length, idx * CHUNK + c.length);
+        if (e > s) c.set(data.subarray(s - fileOffset, e - fileOffset), s - idx * CHUNK);
+      }
       return { bytesWritten: length, buffer };
     } catch (err) { this.lastError = err; throw err; }
   }
