@@ -142,6 +142,7 @@ async function writeFileAtomic(file: string, data: string): Promise<void> {
 
 async function convertDisks(vm: SourceVM, plan: TargetPlan, o: V2vOptions, policy: FileAccessPolicy, sizes: Map<string, number>, log: (s: string) => void): Promise<void> {
   const inputs = await diskInputs(vm, plan, o.outputDir);
+  const written: string[] = [];
   try {
     for (const d of plan.disks) {
       const input = inputs.files.get(d.source.id);
@@ -155,9 +156,14 @@ async function convertDisks(vm: SourceVM, plan: TargetPlan, o: V2vOptions, polic
         policy,
         onProgress: o.onProgress ? (done, total) => o.onProgress!(d.dev, done, total) : undefined,
       });
+      written.push(d.file);
       sizes.set(d.dev, r.virtualSize);
       d.source.capacity ??= r.virtualSize;
     }
+  } catch (err) {
+    // A guest with some disks converted is not a guest: remove what this run wrote.
+    for (const f of written) await fs.unlink(f).catch(() => {});
+    throw err;
   } finally {
     await inputs.cleanup();
   }

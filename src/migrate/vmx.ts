@@ -67,7 +67,8 @@ function resolveDiskFile(fileName: string, vmxFile: string, policy: FileAccessPo
 // VMware's device slots: (bus, max controllers, max units per controller).
 const DISK_BUSES: Array<{ prefix: string; bus: SourceBus; controllers: number; units: number }> = [
   // Disk order is SCSI, NVMe, SATA, IDE (virt-v2v's, so disk numbers agree with it).
-  { prefix: 'scsi', bus: 'scsi', controllers: 4, units: 16 },
+  // pvscsi on hardware version 14+ takes targets up to 64; the others stop at 15.
+  { prefix: 'scsi', bus: 'scsi', controllers: 4, units: 65 },
   { prefix: 'nvme', bus: 'nvme', controllers: 4, units: 64 },
   { prefix: 'sata', bus: 'sata', controllers: 4, units: 30 },
   { prefix: 'ide', bus: 'ide', controllers: 2, units: 2 },

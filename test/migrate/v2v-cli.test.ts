@@ -176,3 +176,17 @@ test('ESXi-style text descriptor with a -flat.vmdk extent', () => {
     assert.deepEqual(lines.at(-1), { disk: 'vda', done: 16 << 20, total: 16 << 20, percent: 100 });
   } finally { t.cleanup(); }
 });
+
+test('a disk that fails to convert removes the disks already written, and no XML is left', () => {
+  const t = tmpdir();
+  try {
+    makeVmdk(path.join(t.dir, 'ok.vmdk'), '4M', [[0x1, '0', '4k']]);
+    fs.writeFileSync(path.join(t.dir, 'broken.vmdk'), '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 8192 FLAT "broken-flat.vmdk" 0\n');
+    fs.writeFileSync(path.join(t.dir, 'two.vmx'), 'displayName = "two"\nguestOS = "ubuntu-64"\nscsi0:0.fileName = "ok.vmdk"\nscsi0:1.fileName = "broken.vmdk"\n');
+    const out = path.join(t.dir, 'out');
+    const r = imgport(['v2v', path.join(t.dir, 'two.vmx'), '-o', out]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /broken-flat\.vmdk/);
+    assert.deepEqual(fs.readdirSync(out), []);
+  } finally { t.cleanup(); }
+});
