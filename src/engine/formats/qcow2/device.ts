@@ -236,13 +236,13 @@ export class Qcow2Device implements BlockDevice {
       data['lazy-refcounts'] = (h.compatible & COMPAT_LAZY_REFCOUNTS) !== 0;
     }
     data['refcount-bits'] = 1 << h.refcountOrder;
-    if (h.version === 3) {
-      data.corrupt = (h.incompatible & INCOMPAT_CORRUPT) !== 0;
-      data['extended-l2'] = (h.incompatible & INCOMPAT_EXTL2) !== 0;
-    }
     if (h.dataFile !== undefined) {
       data['data-file'] = h.dataFile;
       data['data-file-raw'] = (h.autoclear & AUTOCLEAR_DATA_FILE_RAW) !== 0;
+    }
+    if (h.version === 3) {
+      data.corrupt = (h.incompatible & INCOMPAT_CORRUPT) !== 0;
+      data['extended-l2'] = (h.incompatible & INCOMPAT_EXTL2) !== 0;
     }
     const info: DeviceInfo = {
       clusterSize: h.clusterSize,

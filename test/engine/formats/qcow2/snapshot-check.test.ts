@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { openImage } from '../../../../src/engine/block/open.js';
-import { hasQemu, tmpdir, qemuImg, qemuImgStatus, qemuIo, info, check, rmrf, assertSameAsRaw } from './helpers.js';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { hasQemu, tmpdir, qemuImg, qemuImgStatus, qemuIo, info, check, rmrf, assertSameAsRaw, collect } from './helpers.js';
 
 const skip = !hasQemu() && 'qemu-img/qemu-io not installed';
 let dir = '';
@@ -146,4 +147,45 @@ test('resize grows (L1 grows) and shrinks only when asked', { skip }, async () =
   const raw = path.join(dir, 'rs.raw');
   qemuImg('convert', '-O', 'raw', img, raw);
   assert.ok(fs.readFileSync(raw).every((b) => b === 7));
+});
+
+test('dirty image (lazy refcounts, killed): readable, check agrees, writable open repairs', { skip }, async () => {
+  const img = path.join(dir, 'dirty.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', img, '16M');
+  spawnSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 1 0 64k', '-c', 'write -P 2 1M 64k', '-c', 'abort', img]);
+  assert.equal(info(img)['dirty-flag'], true);
+  const q = check(img);
+  const raw = path.join(dir, 'dirty.raw');
+  qemuImg('convert', '-O', 'raw', img, raw);
+  let dev = await openImage(img);
+  assert.equal(dev.describe().dirty, true);
+  await assertSameAsRaw(dev, raw);
+  const r = await dev.check!({});
+  assert.equal(r.corruptions, q.corruptions);
+  await dev.close();
+  dev = await openImage(img, { writable: true });
+  await dev.write!(new Uint8Array(512).fill(3), 2 * MiB);
+  await dev.close();
+  clean(img);
+  assert.equal(info(img)['dirty-flag'], false);
+});
+
+test('external data file is read through the policy', { skip }, async () => {
+  const img = path.join(dir, 'ext.qcow2');
+  // qemu resolves a relative data_file against its working directory at create time.
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'data_file=ext.data', 'ext.qcow2', '4M'], { cwd: dir });
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 3 1M 64k', '-c', 'write -P 4 100k 5k', 'ext.qcow2'], { cwd: dir });
+  const raw = path.join(dir, 'ext.raw');
+  execFileSync('qemu-img', ['convert', '-O', 'raw', 'ext.qcow2', 'ext.raw'], { cwd: dir });
+  const dev = await openImage(img);
+  try {
+    await assertSameAsRaw(dev, raw);
+    const q = JSON.parse(execFileSync('qemu-img', ['info', '--output', 'json', 'ext.qcow2'], { cwd: dir, encoding: 'utf8' }));
+    assert.deepEqual(dev.describe().formatSpecific, q['format-specific']);
+    assert.equal(dev.describe().dataFile, 'ext.data');
+    const data = (await collect(dev)).filter((e) => e.kind === 'data');
+    assert.equal(data.find((e) => e.offset === MiB)?.hostOffset, MiB);
+  } finally { await dev.close(); }
+  const { denyAllReferences } = await import('../../../../src/engine/policy.js');
+  await assert.rejects(openImage(img, { policy: denyAllReferences }), { code: 'UNSAFE_IMAGE' });
 });
