@@ -44,12 +44,12 @@ export async function inspectorFor(cfg: ServiceConfig['inspection'], diskFormat:
   return {
     inspector,
     judge(v) {
+      const rawLike = ['raw', 'ami', 'ari', 'aki'].includes(diskFormat);
+      const mismatch = v.findings.some((f) => f.code === 'format-mismatch') || (rawLike ? v.format !== 'raw' && !(v.format === 'vhd' && v.subformat === 'fixed') : v.format !== diskFormat);
+      if (mismatch && cfg.requireFormatMatch) return `Image format ${v.format} does not match disk_format ${diskFormat}`;
       if (!v.safe) {
-        const why = v.findings.filter((f) => f.unsafe).map((f) => f.message).join('; ') || 'refused by the image inspector';
+        const why = v.findings.filter((f) => f.unsafe && f.code !== 'format-mismatch').map((f) => f.message).join('; ') || 'refused by the image inspector';
         return `Image is not safe: ${why}`;
-      }
-      if (cfg.requireFormatMatch && v.format !== diskFormat) {
-        return `Image format ${v.format} does not match disk_format ${diskFormat}`;
       }
       return null;
     },

@@ -7,7 +7,8 @@ import { HttpError, sendError } from './errors.js';
 import { registerImages } from './images.js';
 import { registerData } from './data.js';
 import { registerMembers } from './members.js';
-import { registerInfo } from './info.js';
+import { registerInfo, versionsBody } from './info.js';
+import { registerIdentityShim } from './identity-shim.js';
 
 export function buildApp(svc: Service): FastifyInstance {
   const cfg = svc.cfg;
@@ -34,8 +35,11 @@ export function buildApp(svc: Service): FastifyInstance {
   registerImages(app, svc);
   registerData(app, svc);
   registerMembers(app, svc);
+  if (cfg.auth === 'none') registerIdentityShim(app);
 
   app.setNotFoundHandler((req, reply) => {
+    // Like Glance's version negotiation: an unversioned path gets the version list.
+    if (!req.url.startsWith('/v2/') && req.url !== '/v2') return reply.code(300).send(versionsBody(req, cfg));
     sendError(req, reply, new HttpError(404, 'The resource could not be found.'));
   });
   app.setErrorHandler((err, req, reply) => {

@@ -10,11 +10,13 @@ const VERSIONS: [string, string][] = [
   ['v2.4', 'SUPPORTED'], ['v2.3', 'SUPPORTED'], ['v2.2', 'SUPPORTED'], ['v2.1', 'SUPPORTED'], ['v2.0', 'SUPPORTED'],
 ];
 
+export function versionsBody(req: FastifyRequest, cfg: Service['cfg']): object {
+  const href = `${baseUrl(req, cfg)}/v2/`;
+  return { versions: VERSIONS.map(([id, status]) => ({ id, status, links: [{ rel: 'self', href }] })) };
+}
+
 export function registerInfo(app: FastifyInstance, svc: Service): void {
-  const versions = (req: FastifyRequest) => {
-    const href = `${baseUrl(req, svc.cfg)}/v2/`;
-    return { versions: VERSIONS.map(([id, status]) => ({ id, status, links: [{ rel: 'self', href }] })) };
-  };
+  const versions = (req: FastifyRequest) => versionsBody(req, svc.cfg);
   // Glance answers 300 Multiple Choices at the root and 200 at /versions.
   const root = async (req: FastifyRequest, reply: FastifyReply) => reply.code(300).send(versions(req));
   app.get('/', root);
