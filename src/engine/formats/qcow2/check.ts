@@ -5,7 +5,7 @@
 import type { CheckReport } from '../../block/device.js';
 import { UnsupportedFeature } from '../../errors.js';
 import type { Qcow2Device } from './device.js';
-import { HI_COMPRESSED, HI_COPIED, INCOMPAT_DATA_FILE, TWO32 } from './constants.js';
+import { HI_COMPRESSED, HI_COPIED, INCOMPAT_DATA_FILE, TWO32, EXT_BITMAPS, AUTOCLEAR_BITMAPS } from './constants.js';
 import { compressedDesc, l1EntryOffset } from './map.js';
 import { getRefcount, refcountMax } from './refcount.js';
 
@@ -92,6 +92,7 @@ async function runCheck(dev: Qcow2Device, repair?: 'leaks' | 'all'): Promise<Che
     await walkL1(l1, false, `snapshot ${s.id}`);
   }
   inc(h.snapshotsOffset, dev.snapshotTableBytes, 'snapshot table');
+  await countBitmaps(dev, inc, corrupt);
 
   // The refcount table and blocks: reference them, and load the stored refcounts.
   const order = h.refcountOrder, perBlock = cs * 8 / (1 << order);
@@ -160,4 +161,41 @@ async function runCheck(dev: Qcow2Device, repair?: 'leaks' | 'all'): Promise<Che
   r.imageEndOffset = (highest + 1) * cs;
   if (repair) { r.leaksFixed = leaksFixed; r.corruptionsFixed = corruptionsFixed; }
   return r;
+}
+
+/** qemu's cap on the bitmap directory. */
+const MAX_BITMAP_DIRECTORY = 64 * 1024 * 1024;
+
+/** References held by persistent dirty bitmaps: the directory, bitmap tables and their data clusters. */
+async function countBitmaps(dev: Qcow2Device, inc: (off: number, len: number, what: string) => void, corrupt: (msg: string) => void): Promise<void> {
+  const ext = dev.h.otherExtensions.find((e) => e.type === EXT_BITMAPS);
+  // Without the auto-clear bit the bitmaps are stale and qemu does not count them either.
+  if (!ext || ext.data.length < 24 || !(dev.h.autoclear & AUTOCLEAR_BITMAPS)) return;
+  const cs = dev.h.clusterSize, size = dev.src.size;
+  const x = new DataView(ext.data.buffer, ext.data.byteOffset, ext.data.byteLength);
+  const nb = x.getUint32(0);
+  const dirSize = x.getUint32(8) * TWO32 + x.getUint32(12);
+  const dirOff = x.getUint32(16) * TWO32 + x.getUint32(20);
+  if (dirSize > MAX_BITMAP_DIRECTORY || dirOff % cs !== 0 || dirOff + dirSize > size) { corrupt('bitmap directory is invalid or outside the image file'); return; }
+  inc(dirOff, dirSize, 'bitmap directory');
+  const dir = new Uint8Array(dirSize);
+  await dev.src.read(dir, dirOff);
+  const dv = new DataView(dir.buffer);
+  let p = 0;
+  for (let i = 0; i < nb && p + 24 <= dirSize; i++) {
+    const tOff = dv.getUint32(p) * TWO32 + dv.getUint32(p + 4);
+    const tSize = dv.getUint32(p + 8);
+    const nameSize = dv.getUint16(p + 18), extra = dv.getUint32(p + 20);
+    p += Math.ceil((24 + extra + nameSize) / 8) * 8;
+    if (tSize === 0) continue;
+    if (tOff % cs !== 0 || tOff + tSize * 8 > size) { corrupt(`bitmap ${i} table is invalid or outside the image file`); continue; }
+    inc(tOff, tSize * 8, 'bitmap table');
+    const t = new Uint8Array(tSize * 8);
+    await dev.src.read(t, tOff);
+    const tdv = new DataView(t.buffer);
+    for (let k = 0; k < tSize; k++) {
+      const off = (tdv.getUint32(k * 8) & 0x00ffffff) * TWO32 + ((tdv.getUint32(k * 8 + 4) & 0xfffffe00) >>> 0);
+      if (off) inc(off, cs, 'bitmap data');
+    }
+  }
 }

@@ -120,6 +120,6 @@ export function measure(virtualSize: number, allocatedBytes: number, options: Re
   if (virtualSize > maxVirtualSize(o.clusterBits, o.extendedL2)) throw new InvalidArgument(`virtual size ${virtualSize} is too large for cluster_size ${2 ** o.clusterBits}`);
   const { total, alignedSize } = fullyAllocatedSize(virtualSize, o.clusterBits, o.refcountOrder, o.extendedL2);
   // Like qemu: the fully allocated metadata, plus only the data that is allocated.
-  const data = o.preallocMetadata ? alignedSize : Math.min(alignedSize, allocatedBytes);
+  const data = Math.min(alignedSize, allocatedBytes);
   return { required: total - alignedSize + data, fullyAllocated: total };
 }

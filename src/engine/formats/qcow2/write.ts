@@ -24,6 +24,11 @@ export class Writer {
     const io = hostFile(dev.src);
     const h = dev.h;
     const refs = await Refcounts.load(dev.name, dev.src, h.clusterBits, h.refcountOrder, h.refcountTableOffset, h.refcountTableClusters);
+    // We keep no auto-clear structures (bitmaps) up to date, so the spec says: clear their bits first.
+    if (h.version === 3 && h.autoclear !== 0) {
+      await io.write(new Uint8Array(8), 88);
+      h.autoclear = 0;
+    }
     return new Writer(dev, io, refs);
   }
 
