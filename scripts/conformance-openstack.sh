@@ -34,7 +34,9 @@ run() {
 # expect NAME HAYSTACK NEEDLE
 expect() { if grep -qF -- "$3" <<<"$2"; then pass "$1"; else fail "$1: expected '$3' in: $2"; fi; }
 refuse() { if grep -qF -- "$3" <<<"$2"; then fail "$1: did not expect '$3' in: $2"; else pass "$1"; fi; }
-field() { "${OS[@]}" image show "$1" -f value -c "$2" 2>/dev/null; }
+# show ID: caches `image show -f json`; get KEY reads a field of it (dicts as Python repr)
+show() { SHOW=$("${OS[@]}" image show "$1" -f json 2>/dev/null); }
+get() { python3 -c 'import json,sys; d=json.loads(sys.argv[1] or "{}"); v=d.get(sys.argv[2]); print(v if not isinstance(v,(dict,list)) else repr(v))' "$SHOW" "$1"; }
 
 SUFFIX=$RANDOM
 NAME="conf-$SUFFIX"
@@ -57,13 +59,14 @@ expect "create prints disk_format" "$OUT" "qcow2"
 ID=$("${OS[@]}" image show "$NAME" -f value -c id 2>/dev/null)
 [ -n "$ID" ] && pass "image resolves by name" || fail "image resolves by name"
 
-run "image show" image show "$ID"
-expect "show: status active" "$(field "$ID" status)" "active"
-expect "show: checksum is md5 of the file" "$(field "$ID" checksum)" "$MD5"
-expect "show: size" "$(field "$ID" size)" "$SIZE"
-expect "show: virtual_size from the qcow2 header" "$(field "$ID" virtual_size)" "67108864"
-expect "show: property" "$(field "$ID" properties)" "'conf': 'yes'"
-expect "show: tag" "$(field "$ID" tags)" "conf-tag"
+run "image show" image show "$ID" -f json
+SHOW=$OUT
+expect "show: status active" "$(get status)" "active"
+expect "show: checksum is md5 of the file" "$(get checksum)" "$MD5"
+expect "show: size" "$(get size)" "$SIZE"
+expect "show: virtual_size from the qcow2 header" "$(get virtual_size)" "67108864"
+expect "show: property" "$(get properties)" "'conf': 'yes'"
+expect "show: tag" "$(get tags)" "conf-tag"
 
 run "image create (second, raw, no data)" image create --disk-format raw --container-format bare --property conf=yes "$NAME-b"
 run "image list" image list
@@ -82,15 +85,20 @@ expect "list sorted and paged" "$OUT" "$NAME"
 run "image list --long" image list --long
 
 run "image set --property" image set --property extra=one --property os_distro=debian "$ID"
-expect "set --property shows" "$(field "$ID" properties)" "'extra': 'one'"
+show "$ID"
+expect "set --property shows" "$(get properties)" "'extra': 'one'"
 run "image unset --property" image unset --property extra "$ID"
-refuse "unset --property removed it" "$(field "$ID" properties)" "'extra'"
+show "$ID"
+refuse "unset --property removed it" "$(get properties)" "'extra'"
 run "image set --tag" image set --tag second-tag "$ID"
-expect "set --tag shows" "$(field "$ID" tags)" "second-tag"
+show "$ID"
+expect "set --tag shows" "$(get tags)" "second-tag"
 run "image unset --tag" image unset --tag second-tag "$ID"
-refuse "unset --tag removed it" "$(field "$ID" tags)" "second-tag"
+show "$ID"
+refuse "unset --tag removed it" "$(get tags)" "second-tag"
 run "image set --name --min-disk" image set --min-disk 2 --name "$NAME-renamed" "$ID"
-expect "renamed" "$(field "$ID" name)" "$NAME-renamed"
+show "$ID"
+expect "renamed" "$(get name)" "$NAME-renamed"
 
 run "image add project" image add project "$ID" "$PROJECT"
 expect "add project prints pending" "$OUT" "pending"
@@ -107,16 +115,20 @@ run "image save --file" image save --file "$WORK/saved" "$ID"
 [ "$(md5sum "$WORK/saved" | cut -d' ' -f1)" = "$MD5" ] && pass "saved file matches" || fail "saved file matches"
 
 run "image set --deactivate" image set --deactivate "$ID"
-expect "status deactivated" "$(field "$ID" status)" "deactivated"
+show "$ID"
+expect "status deactivated" "$(get status)" "deactivated"
 run "image set --activate" image set --activate "$ID"
-expect "status active again" "$(field "$ID" status)" "active"
+show "$ID"
+expect "status active again" "$(get status)" "active"
 
 run "image set --protected" image set --protected "$ID"
-expect "protected" "$(field "$ID" protected)" "True"
+show "$ID"
+expect "protected" "$(get protected)" "True"
 if "${OS[@]}" image delete "$ID" >/dev/null 2>&1; then fail "delete of a protected image is refused"; else pass "delete of a protected image is refused"; fi
 run "image set --unprotected" image set --unprotected "$ID"
 run "image set --public" image set --public "$ID"
-expect "public" "$(field "$ID" visibility)" "public"
+show "$ID"
+expect "public" "$(get visibility)" "public"
 run "image delete" image delete "$ID" "$NAME-b"
 if "${OS[@]}" image show "$ID" >/dev/null 2>&1; then fail "deleted image is gone"; else pass "deleted image is gone"; fi
 
