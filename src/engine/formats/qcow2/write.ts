@@ -7,7 +7,7 @@ import type { Qcow2Device } from './device.js';
 import { hostFile, type HostFile } from './hostfile.js';
 import { Refcounts } from './refcount.js';
 import { HI_COMPRESSED, HI_COPIED, TWO32, INCOMPAT_DIRTY } from './constants.js';
-import { compressedDesc, l1EntryOffset, type L2Table } from './map.js';
+import { compressedDesc, l1EntryOffset, SEG_DATA, SEG_COMPRESSED, type L2Table } from './map.js';
 import { putU64 } from './header.js';
 import { serializeSnapshotTable, type SnapshotEntry } from './snapshot-table.js';
 
@@ -152,6 +152,33 @@ export class Writer {
     if (!exclusive) await this.release(hi, lo);
   }
 
+  /** Makes [from, to) read as zeros: zero flags for whole clusters on v3, written zeros otherwise. */
+  private async zeroRange(from: number, to: number): Promise<void> {
+    const cs = this.cs, map = this.dev.map;
+    const v3 = this.dev.h.version === 3;
+    let pos = from;
+    while (pos < to) {
+      const ci = Math.floor(pos / cs), inOff = pos - ci * cs;
+      const n = Math.min(cs - inOff, to - pos);
+      if (v3 && inOff === 0 && (n === cs || pos + n === this.dev.virtualSize)) {
+        const t = await this.l2Writable(ci);
+        const idx = (ci % map.l2Entries) * map.entryBytes;
+        const hi = t.dv.getUint32(idx), lo = t.dv.getUint32(idx + 4);
+        t.buf.fill(0, idx, idx + map.entryBytes);
+        if (map.geo.extendedL2) t.dv.setUint32(idx + 8, 0xffffffff);
+        else t.dv.setUint32(idx + 4, 1);
+        await this.writeEntry(t, idx);
+        await this.release(hi, lo);
+      } else {
+        // Only touch what is not already zero-reading without a backing file.
+        let needed = this.dev.backing !== null;
+        if (!needed) await map.walk(pos, n, (kind) => { if (kind === SEG_DATA || kind === SEG_COMPRESSED) needed = true; });
+        if (needed) await this.write(new Uint8Array(n), pos);
+      }
+      pos += n;
+    }
+  }
+
   // ---- resize ----------------------------------------------------------------
 
   private async writeHeaderSize(size: number): Promise<void> {
@@ -192,9 +219,15 @@ export class Writer {
     if (newSize > maxSize) throw new InvalidArgument(`size ${newSize} exceeds the qcow2 limit ${maxSize} for this cluster size`, { file: dev.name });
     if (newSize === dev.virtualSize) return;
     if (newSize > dev.virtualSize) {
+      const oldSize = dev.virtualSize;
       const need = Math.ceil(newSize / map.l1Span);
       if (need > map.l1Size) await this.growL1(need);
       await this.writeHeaderSize(newSize);
+      // The new area must read as zeros: not stale bytes left in the old last cluster
+      // (after a shrink), nor the backing file's data (like qemu since 5.1).
+      const tailEnd = Math.min(newSize, Math.ceil(oldSize / cs) * cs);
+      if (tailEnd > oldSize) await this.zeroRange(oldSize, tailEnd);
+      if (dev.backing && newSize > tailEnd) await this.zeroRange(tailEnd, newSize);
       return;
     }
     if (!shrink) throw new InvalidArgument('shrinking would lose data; pass shrink to confirm', { file: dev.name });

@@ -147,6 +147,35 @@ test('resize grows (L1 grows) and shrinks only when asked', { skip }, async () =
   const raw = path.join(dir, 'rs.raw');
   qemuImg('convert', '-O', 'raw', img, raw);
   assert.ok(fs.readFileSync(raw).every((b) => b === 7));
+  // Growing again shows zeros, not the bytes left in the cut cluster.
+  dev = await openImage(img, { writable: true });
+  await dev.resize!(2 * MiB, { shrink: false });
+  await dev.close();
+  clean(img);
+  qemuImg('convert', '-O', 'raw', img, raw);
+  const grown = fs.readFileSync(raw);
+  assert.ok(grown.subarray(0, 512 * 1024 + 512).every((b) => b === 7));
+  assert.ok(grown.subarray(512 * 1024 + 512).every((b) => b === 0));
+});
+
+test('growing an overlay hides the larger backing file (v3 zero clusters, v2 zeros)', { skip }, async () => {
+  const base = path.join(dir, 'gbase.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', base, '4M');
+  qemuIo(base, 'write -P 0x42 0 4M');
+  for (const compat of ['1.1', '0.10']) {
+    const top = path.join(dir, `gtop-${compat}.qcow2`);
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', `compat=${compat}`, '-b', 'gbase.qcow2', '-F', 'qcow2', top, '1M');
+    const dev = await openImage(top, { writable: true });
+    await dev.resize!(3 * MiB + 512, { shrink: false });
+    await dev.close();
+    clean(top);
+    const raw = path.join(dir, `gtop-${compat}.raw`);
+    qemuImg('convert', '-O', 'raw', top, raw);
+    const b = fs.readFileSync(raw);
+    assert.equal(b.length, 3 * MiB + 512);
+    assert.ok(b.subarray(0, MiB).every((x) => x === 0x42));
+    assert.ok(b.subarray(MiB).every((x) => x === 0), compat);
+  }
 });
 
 test('dirty image (lazy refcounts, killed): readable, check agrees, writable open repairs', { skip }, async () => {
