@@ -113,6 +113,9 @@ export class StreamInspector {
     this.total += n;
   }
 
+  /** Bytes held for the verdict (head + tail ring): bounded by HEAD_CAP + TAIL_BYTES whatever the input. */
+  get retainedBytes(): number { return this.head.length + this.ring.length; }
+
   finish(): InspectVerdict {
     this.done = true;
     const tlen = Math.min(this.total, TAIL_BYTES);
