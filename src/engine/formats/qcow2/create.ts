@@ -52,7 +52,8 @@ class Qcow2Creator implements ImageWriter {
   private counts: Uint32Array | null = null;
   private readonly maxRef: number;
   private pos = 0;
-  private cur: { idx: number; buf: Uint8Array } | null = null;
+  /** The partly written cluster; `covered` counts its bytes written so far. */
+  private cur: { idx: number; buf: Uint8Array; covered: number } | null = null;
   private curBuf: Uint8Array;
   private batch: Batch = { clusters: [], chunks: [] };
   private inflight: Batch[] = [];
@@ -122,9 +123,10 @@ class Qcow2Creator implements ImageWriter {
         p += n * cs;
         continue;
       }
-      if (!this.cur) { this.curBuf.fill(0); this.cur = { idx: ci, buf: this.curBuf }; }
+      if (!this.cur) { this.curBuf.fill(0); this.cur = { idx: ci, buf: this.curBuf, covered: 0 }; }
       const take = Math.min(cs - inOff, data.length - p);
       this.cur.buf.set(data.subarray(p, p + take), inOff);
+      this.cur.covered += take;
       p += take;
       if (inOff + take === cs || g + take === this.size) await this.flushCur();
     }
@@ -155,6 +157,11 @@ class Qcow2Creator implements ImageWriter {
   private async flushCur(): Promise<void> {
     const c = this.cur!;
     this.cur = null;
+    // The rest of the cluster would have to come from the backing file, which a writer
+    // never opens; zero-filling it would silently change the guest's data.
+    if (this.o.backingFile !== undefined && c.covered < Math.min(this.cs, this.size - c.idx * this.cs)) {
+      throw new InvalidArgument(`qcow2 writer with a backing file needs whole clusters: cluster at ${c.idx * this.cs} was only partly written (${c.covered} of ${this.cs} bytes)`, { file: this.sink.name });
+    }
     await this.fullClusters(c.idx, c.buf);
   }
 
