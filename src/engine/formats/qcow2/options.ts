@@ -120,6 +120,8 @@ export function measure(virtualSize: number, allocatedBytes: number, options: Re
   if (virtualSize > maxVirtualSize(o.clusterBits, o.extendedL2)) throw new InvalidArgument(`virtual size ${virtualSize} is too large for cluster_size ${2 ** o.clusterBits}`);
   const { total, alignedSize } = fullyAllocatedSize(virtualSize, o.clusterBits, o.refcountOrder, o.extendedL2);
   // Like qemu: the fully allocated metadata, plus only the data that is allocated.
-  const data = Math.min(alignedSize, allocatedBytes);
+  // qemu counts whole target clusters; callers should round each data run out to clusters.
+  const cs = 2 ** o.clusterBits;
+  const data = Math.min(alignedSize, Math.ceil(allocatedBytes / cs) * cs);
   return { required: total - alignedSize + data, fullyAllocated: total };
 }
