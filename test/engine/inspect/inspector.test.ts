@@ -119,3 +119,25 @@ test('VMDK descriptor parsing', () => {
   assert.equal(v.safe, true, JSON.stringify(v));
   assert.equal(v.virtualSize, 2048 * 512);
 });
+
+test('an L1 table naming one big L2 table thousands of times is checked in linear time', () => {
+  // 2 MiB clusters: one L2 table holds 256 Ki entries; 4096 L1 entries all point at it.
+  const cs = 2 * MiB;
+  const b = Buffer.alloc(3 * cs);
+  b.write('QFI\xfb', 0, 'latin1');
+  b.writeUInt32BE(3, 4);
+  b.writeUInt32BE(21, 20);
+  b.writeBigUInt64BE(4096n * BigInt(cs / 8) * BigInt(cs), 24); // exactly what 4096 L1 entries cover
+  b.writeUInt32BE(4096, 36);
+  b.writeBigUInt64BE(BigInt(cs), 40); // L1 in cluster 1
+  b.writeBigUInt64BE(BigInt(cs) + 65536n, 48); // refcount table after it, same cluster
+  b.writeUInt32BE(1, 56);
+  b.writeUInt32BE(4, 96);
+  b.writeUInt32BE(104, 100);
+  for (let i = 0; i < 4096; i++) b.writeBigUInt64BE((1n << 63n) | BigInt(2 * cs), cs + i * 8);
+  const s = new StreamInspector({ maxVirtualSize: 2 ** 62 });
+  s.push(b);
+  const v = s.finish();
+  assert.equal(v.format, 'qcow2');
+  assert.equal(v.safe, false, JSON.stringify(v)); // the refcount table overlaps the L1 table's cluster: misaligned
+});

@@ -266,12 +266,14 @@ function checkL1(v: ImageView, r: Report, h: Header, entryBytes: number): void {
   if (!t) return;
   const cs = h.clusterSize;
   const x = 70 - h.clusterBits; // bits of a compressed cluster's host offset
-  let l2Checked = 0;
+  // Each distinct L2 table once: a hostile L1 may name the same 2 MiB table thousands of times.
+  const seen = new Set<number>();
   for (let i = 0; i < t.length; i += 8) {
     const l2 = stdOffset(t, i);
     if (l2 === 0) continue;
     if (!r.within(v, `L2 table for L1 entry ${i / 8}`, l2, cs)) return;
-    if (l2Checked++ >= MAX_L2_TABLES_CHECKED) continue;
+    if (seen.has(l2) || seen.size >= MAX_L2_TABLES_CHECKED) continue;
+    seen.add(l2);
     const l2t = slice(v, l2, cs);
     if (!l2t) continue;
     for (let j = 0; j + 8 <= l2t.length; j += entryBytes) {
