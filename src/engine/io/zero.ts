@@ -46,7 +46,9 @@ export function scanZeroRuns(buf: Uint8Array, base: number, block: number, onRun
   }
   while (pos < b.length) {
     const n = Math.min(block, b.length - pos);
-    const zero = n === block && b.subarray(pos, pos + n).equals(z);
+    // Most data blocks differ at their first or last byte: skip the memcmp for them.
+    // Buffer#compare with ranges avoids allocating a subarray per block.
+    const zero = n === block && b[pos] === 0 && b[pos + n - 1] === 0 && b.compare(z, 0, block, pos, pos + n) === 0;
     if (runZero === null) runZero = zero;
     else if (zero !== runZero) {
       onRun(runStart, pos, runZero);
