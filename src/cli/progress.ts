@@ -4,11 +4,14 @@ export type ProgressMode = 'bar' | 'json' | undefined;
 export function progressReporter(mode: ProgressMode, out: NodeJS.WriteStream): ((done: number, total: number) => void) | undefined {
   if (mode === 'json') {
     let lastPct = -1;
+    let finished = false;
     return (done, total) => {
       const percent = total > 0 ? Math.floor((done / total) * 10000) / 100 : 100;
-      // One line per 1/100 of a percent at most: enough for a UI, not a flood.
-      if (percent === lastPct && done !== total) return;
+      // One line per 1/100 of a percent at most (enough for a UI, not a flood), and the final one once.
+      const final = done >= total;
+      if (percent === lastPct && !(final && !finished)) return;
       lastPct = percent;
+      finished ||= final;
       out.write(JSON.stringify({ done, total, percent }) + '\n');
     };
   }
