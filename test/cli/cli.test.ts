@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, spawn as childSpawn } from 'node:child_process';
 import { tmpDir, cli, hasQemuImg, qemuImg, pattern, sparseFile, MAIN, ROOT } from '../engine/ops/helpers.js';
 
 const MiB = 1 << 20;
@@ -127,3 +127,22 @@ test('create, resize, measure from the CLI', () => {
   assert.equal(fs.existsSync(p('huge.raw')), false);
 });
 
+
+test('SIGINT during convert removes the partial output and exits 130', async () => {
+  const big = p('big.raw');
+  sparseFile(big, 4 * 2 ** 30, [[0, pattern(MiB, 3)]]);
+  const out = p('interrupted.raw');
+  // -S 0 writes every byte of the 4 GiB, so the copy is still running when the signal comes.
+  const child = childSpawn(process.execPath, ['--import', 'tsx', MAIN, 'convert', '-S', '0', '-O', 'raw', big, out], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  // Wait until data is being written, then interrupt.
+  for (let i = 0; i < 600 && !(fs.existsSync(out) && fs.statSync(out).blocks > 2048); i++) await new Promise((r) => setTimeout(r, 50));
+  child.kill('SIGINT');
+  const code = await exited;
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /interrupted.*output removed/);
+  assert.equal(fs.existsSync(out), false);
+  fs.rmSync(big);
+});
