@@ -23,7 +23,8 @@ export async function createQcow2(req: CreateRequest): Promise<ImageWriter> {
   if (req.virtualSize > maxVirtualSize(o.clusterBits, o.extendedL2)) {
     throw new InvalidArgument(`virtual size ${req.virtualSize} is too large for cluster_size ${2 ** o.clusterBits}`, { file: req.sink.name });
   }
-  return new Qcow2Creator(req.sink, req.virtualSize, o, req.compress === true);
+  // qemu counts sizes in 512-byte sectors (a smaller tail would be cut off), so round up like qemu-img does.
+  return new Qcow2Creator(req.sink, Math.ceil(req.virtualSize / 512) * 512, o, req.compress === true);
 }
 
 function isZero(b: Uint8Array): boolean {
@@ -267,7 +268,8 @@ class Qcow2Creator implements ImageWriter {
   /** Appends through a staging buffer so small compressed payloads become large writes. */
   private async append(bytes: Uint8Array, at: number): Promise<void> {
     const st = this.stage!;
-    if (this.stageLen > 0 && (at < this.stageStart + this.stageLen || at - (this.stageStart + this.stageLen) >= this.cs || this.stageStart + this.stageLen > at)) await this.flushStage();
+    const stageEnd = this.stageStart + this.stageLen;
+    if (this.stageLen > 0 && (at < stageEnd || at - stageEnd >= this.cs)) await this.flushStage();
     if (this.stageLen === 0) this.stageStart = at;
     const gap = at - (this.stageStart + this.stageLen);
     if (gap > 0) { st.fill(0, this.stageLen, this.stageLen + gap); this.stageLen += gap; }

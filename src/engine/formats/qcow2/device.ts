@@ -45,7 +45,8 @@ export class Qcow2Device implements BlockDevice {
     readonly writable: boolean,
   ) {
     this.name = src.name;
-    this.virtualSize = h.size;
+    // Like qemu, the guest sees whole 512-byte sectors.
+    this.virtualSize = h.size - (h.size % 512);
     this.map = new ClusterMap(src.name, src, {
       clusterBits: h.clusterBits,
       extendedL2: (h.incompatible & INCOMPAT_EXTL2) !== 0,
