@@ -18,6 +18,7 @@ function describeError(e: unknown): string {
 export async function runInspector(bytes: Uint8Array, file: string, seed: number): Promise<Failure[]> {
   const out: Failure[] = [];
   let fromFile: InspectVerdict | undefined;
+  const t0 = Date.now();
   let fromStream: InspectVerdict | undefined;
   try { fromFile = await inspectFile(file); } catch (e) { out.push({ where: 'inspector', kind: 'throw', detail: `inspectFile: ${describeError(e)}` }); }
   try {
@@ -30,6 +31,9 @@ export async function runInspector(bytes: Uint8Array, file: string, seed: number
     }
     fromStream = s.finish();
   } catch (e) { out.push({ where: 'inspector', kind: 'throw', detail: `StreamInspector: ${describeError(e)}` }); }
+  // The inspector reads at most 16 MiB: anything near seconds is an algorithmic blow-up.
+  const ms = Date.now() - t0;
+  if (ms > 3000) out.push({ where: 'inspector', kind: 'slow', detail: `${ms} ms for ${bytes.length} bytes` });
   if (fromFile && fromStream && !isDeepStrictEqual(fromFile, fromStream)) {
     out.push({ where: 'inspector', kind: 'stream-differs', detail: `file ${JSON.stringify(fromFile)}\nstream ${JSON.stringify(fromStream)}` });
   }

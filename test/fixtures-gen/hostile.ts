@@ -373,6 +373,45 @@ export function generateCorpus(dir: string): CorpusCase[] {
   edit(p('mbr-past-end.raw'), (b) => { b.writeUInt32LE(0x7fffffff, 446 + 12); });
   add({ name: 'raw with an MBR partition past the end of the disk', file: p('mbr-past-end.raw'), safe: false, format: 'raw', codes: ['gpt-mbr'] });
 
+  // ---------------------------------------------------------------- more, after Glance's test history
+  // A LUKS1 header (magic, version, cipher, payload offset); qemu probes it by the magic alone.
+  const luks = Buffer.alloc(2 * MiB);
+  luks.write('LUKS\xba\xbe', 0, 'latin1'); luks.writeUInt16BE(1, 6);
+  luks.write('aes', 8, 'latin1'); luks.write('xts-plain64', 40, 'latin1'); luks.write('sha256', 72, 'latin1');
+  luks.writeUInt32BE(4096, 104); luks.writeUInt32BE(64, 108);
+  fs.writeFileSync(p('disk.luks'), luks);
+  add({ name: 'LUKS image (qemu would open it by content)', file: p('disk.luks'), safe: false, format: 'luks', codes: ['unsupported-format'] });
+  writeIso(p('iso-vhd.iso'), 256);
+  fs.appendFileSync(p('iso-vhd.iso'), readAt(p('ok-fixed.vhd'), fs.statSync(p('ok-fixed.vhd')).size - 512, 512));
+  add({ name: 'ISO with a VHD footer', file: p('iso-vhd.iso'), safe: false, format: 'iso', codes: ['polyglot'] });
+  fs.copyFileSync(p('ok-dynamic.vhd'), p('bad-checksum.vhd'));
+  edit(p('bad-checksum.vhd'), (b) => { b[b.length - 512 + 40] ^= 1; });
+  add({ name: 'vhd whose footer checksum does not match', file: p('bad-checksum.vhd'), safe: false, format: 'vhd', codes: ['bad-checksum'] });
+  fs.copyFileSync(p('ok-v3.qcow2'), p('ext-overrun.qcow2'));
+  edit(p('ext-overrun.qcow2'), (b) => { const [off] = qcow2Extensions(b)[0]!; b.writeUInt32BE(0x7fffffff, off + 4); });
+  add({ name: 'qcow2 header extension running past the first cluster', file: p('ext-overrun.qcow2'), safe: false, format: 'qcow2', codes: ['invalid-header'] });
+  fs.copyFileSync(p('ok-stream.vmdk'), p('stream-footer-outside.vmdk'));
+  edit(p('stream-footer-outside.vmdk'), (b) => {
+    const header = Buffer.from(b.subarray(0, 512));
+    b.fill(0xff, 56, 64); // the header defers the grain directory to the footer
+    const footer = Buffer.alloc(1536);
+    footer.writeUInt32LE(3, 12);
+    header.writeBigUInt64LE(1n << 40n, 56); // ... which puts it far beyond the end
+    header.copy(footer, 512);
+    return Buffer.concat([b, footer]);
+  });
+  add({ name: 'streamOptimized footer with the grain directory beyond the end', file: p('stream-footer-outside.vmdk'), safe: false, format: 'vmdk', codes: ['table-outside-file'] });
+  fs.copyFileSync(p('ok-stream.vmdk'), p('stream-footer-ok.vmdk'));
+  edit(p('stream-footer-ok.vmdk'), (b) => {
+    const header = Buffer.from(b.subarray(0, 512));
+    b.fill(0xff, 56, 64);
+    const footer = Buffer.alloc(1536);
+    footer.writeUInt32LE(3, 12);
+    header.copy(footer, 512);
+    return Buffer.concat([b, footer]);
+  });
+  add({ name: 'streamOptimized with its grain directory named in a valid footer (VMware style)', file: p('stream-footer-ok.vmdk'), safe: true, format: 'vmdk' });
+
   fs.rmSync(p('data.raw'));
   return cases;
 }

@@ -69,7 +69,8 @@ function inspectVhd(v: ImageView, r: Report): void {
   if (bytesEq(v.head, 0, COOKIE) && !head) { r.unsafe('header-cut-short', `VHD cookie, but the file (${v.size} bytes) is shorter than a footer`); return; }
   const f = head ?? tail!;
   const where = head ? 0 : v.size - 512;
-  if (!f.checksumOk) r.unsafe('bad-checksum', 'VHD footer checksum mismatch', where + 64);
+  if (head && !head.checksumOk) r.unsafe('bad-checksum', 'checksum mismatch in the footer copy at offset 0', 64);
+  if (tail && !tail.checksumOk) r.unsafe('bad-checksum', 'checksum mismatch in the footer at the end', v.size - 512 + 64);
   if (head && !tail) r.unsafe('truncated', 'the footer copy at offset 0 has no matching footer at the end of the file (truncated?)');
   if (head && tail && (head.currentSize !== tail.currentSize || head.diskType !== tail.diskType || head.dataOffset !== tail.dataOffset)) {
     r.unsafe('invalid-header', 'the footer at offset 0 and the footer at the end disagree');
