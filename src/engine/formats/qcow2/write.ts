@@ -46,7 +46,15 @@ export class Writer {
   private addRef(cluster: number, d: number): Promise<number> { return this.refs.add(this.io, cluster, d, this.onTableMoved); }
   private alloc(n: number): Promise<number> { return this.refs.alloc(this.io, n, this.onTableMoved); }
 
-  async flush(): Promise<void> { await this.io.sync(); }
+  async flush(): Promise<void> { await this.serial(() => this.io.sync()); }
+
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Metadata updates are read-modify-write: run the public operations one at a time. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
 
   async clearDirty(): Promise<void> {
     const h = this.dev.h;
@@ -116,7 +124,11 @@ export class Writer {
 
   // ---- guest writes ----------------------------------------------------------
 
-  async write(buf: Uint8Array, offset: number): Promise<void> {
+  write(buf: Uint8Array, offset: number): Promise<void> {
+    return this.serial(() => this.writeLocked(buf, offset));
+  }
+
+  private async writeLocked(buf: Uint8Array, offset: number): Promise<void> {
     let p = 0;
     while (p < buf.length) {
       const g = offset + p, ci = Math.floor(g / this.cs), inOff = g - ci * this.cs;
@@ -173,7 +185,7 @@ export class Writer {
         // Only touch what is not already zero-reading without a backing file.
         let needed = this.dev.backing !== null;
         if (!needed) await map.walk(pos, n, (kind) => { if (kind === SEG_DATA || kind === SEG_COMPRESSED) needed = true; });
-        if (needed) await this.write(new Uint8Array(n), pos);
+        if (needed) await this.writeLocked(new Uint8Array(n), pos);
       }
       pos += n;
     }
@@ -211,7 +223,11 @@ export class Writer {
     for (let c = 0; c < oldClusters; c++) await this.addRef(oldOff / this.cs + c, -1);
   }
 
-  async resize(newSize: number, shrink: boolean): Promise<void> {
+  resize(newSize: number, shrink: boolean): Promise<void> {
+    return this.serial(() => this.resizeLocked(newSize, shrink));
+  }
+
+  private async resizeLocked(newSize: number, shrink: boolean): Promise<void> {
     const dev = this.dev, map = dev.map, cs = this.cs;
     if (!Number.isSafeInteger(newSize) || newSize < 0) throw new InvalidArgument(`invalid size ${newSize}`, { file: dev.name });
     if (newSize % 512 !== 0) throw new InvalidArgument('qcow2 sizes must be a multiple of 512 bytes', { file: dev.name });
@@ -342,7 +358,11 @@ export class Writer {
     for (let c = 0; c < oldClusters; c++) await this.addRef(oldOff / this.cs + c, -1);
   }
 
-  async snapshotCreate(name: string): Promise<void> {
+  snapshotCreate(name: string): Promise<void> {
+    return this.serial(() => this.snapshotCreateLocked(name));
+  }
+
+  private async snapshotCreateLocked(name: string): Promise<void> {
     const dev = this.dev, map = dev.map;
     if (!name) throw new InvalidArgument('snapshot name must not be empty', { file: dev.name });
     if (dev.snapshotEntries.some((s) => s.name === name)) throw new Conflict(`snapshot '${name}' already exists`, { file: dev.name });
@@ -366,7 +386,11 @@ export class Writer {
     }]);
   }
 
-  async snapshotApply(e: SnapshotEntry): Promise<void> {
+  snapshotApply(e: SnapshotEntry): Promise<void> {
+    return this.serial(() => this.snapshotApplyLocked(e));
+  }
+
+  private async snapshotApplyLocked(e: SnapshotEntry): Promise<void> {
     const dev = this.dev, map = dev.map;
     const snapL1 = new Uint8Array(e.l1Size * 8);
     if (snapL1.length && await this.io.read(snapL1, e.l1TableOffset) !== snapL1.length) throw new CorruptImage('snapshot L1 table is truncated', { file: dev.name, offset: e.l1TableOffset });
@@ -383,7 +407,11 @@ export class Writer {
     if (e.diskSize !== undefined && e.diskSize !== dev.virtualSize) await this.writeHeaderSize(e.diskSize);
   }
 
-  async snapshotDelete(e: SnapshotEntry): Promise<void> {
+  snapshotDelete(e: SnapshotEntry): Promise<void> {
+    return this.serial(() => this.snapshotDeleteLocked(e));
+  }
+
+  private async snapshotDeleteLocked(e: SnapshotEntry): Promise<void> {
     const dev = this.dev;
     const l1 = new Uint8Array(e.l1Size * 8);
     if (l1.length && await this.io.read(l1, e.l1TableOffset) !== l1.length) throw new CorruptImage('snapshot L1 table is truncated', { file: dev.name, offset: e.l1TableOffset });

@@ -193,7 +193,8 @@ test('in-place writes: partial clusters, COW from backing, compressed clusters, 
   const writes: Array<[number, number, number]> = [[100, 50, 0x61], [8192 + 4000, 300, 0x62], [64 * 1024 + 10, 20, 0x63], [128 * 1024 + 5, 5000, 0x64], [5 * MiB - 3, 9000, 0x65], [8 * MiB - 512, 512, 0x66]];
   qemuIo(expect, ...writes.map(([o, n, p]) => `write -P ${p} ${o} ${n}`));
   const dev = await openImage(img, { writable: true });
-  for (const [o, n, p] of writes) await dev.write!(new Uint8Array(n).fill(p), o);
+  // Issued concurrently: the device must serialize its metadata updates.
+  await Promise.all(writes.map(([o, n, p]) => dev.write!(new Uint8Array(n).fill(p), o)));
   await dev.close();
   assertClean(img);
   const cmp = qemuImgStatus('compare', img, expect);
