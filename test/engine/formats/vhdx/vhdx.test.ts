@@ -24,6 +24,8 @@ async function checkAgainstQemu(file: string, dir: string) {
     await assertSameAsQemu(dev, file, 'vhdx', dir);
     // qemu-img map reports every VHDX byte as data; ours must be a subset of it.
     await assertMapMatchesQemu(dev, file, 'vhdx', { subset: true });
+    const rep = await dev.check!({});
+    assert.equal(rep.corruptions, 0, rep.messages.join('\n'));
   } finally {
     await dev.close();
   }

@@ -50,6 +50,32 @@ test('vpc: images written by qemu-img read like qemu-img reads them', async () =
   }
 });
 
+test('vpc: Hyper-V/Azure style footers (creator "win ", size not CHS-shaped) use the current size, like qemu', async () => {
+  const dir = tmpDir();
+  try {
+    const f = path.join(dir, 'hyperv.vhd');
+    qemuImg('create', '-q', '-f', 'vpc', '-o', 'subformat=fixed,force_size=on', f, '30M');
+    qemuIo('vpc', f, 'write -P 0x5a 1M 1M');
+    const b = fs.readFileSync(f);
+    const foot = b.subarray(b.length - 512);
+    foot.write('win ', 28, 'latin1');
+    // A geometry that spans less than the current size, as Hyper-V writes it.
+    foot.writeUInt16BE(900, 56); foot[58] = 4; foot[59] = 17;
+    foot.writeUInt32BE(vhdChecksum(foot, 64), 64);
+    fs.writeFileSync(f, b);
+    assert.equal(qemuInfo(f, 'vpc')['virtual-size'], 30 * MiB);
+    await checkAgainstQemu(f, dir);
+    // The same footer from Virtual PC ("vpc ") is sized by its geometry.
+    foot.write('vpc ', 28, 'latin1');
+    foot.writeUInt32BE(vhdChecksum(foot, 64), 64);
+    fs.writeFileSync(f, b);
+    assert.equal(qemuInfo(f, 'vpc')['virtual-size'], 900 * 4 * 17 * 512);
+    await checkAgainstQemu(f, dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('vpc: > 4 GiB sparse disk with data across 2 GiB and 4 GiB', async () => {
   const dir = tmpDir();
   try {
