@@ -21,6 +21,9 @@ export function makeSeeds(dir: string): Seeds {
   q('convert', '-O', 'qcow2', '-o', 'compat=0.10,cluster_size=4k', 'data.raw', 'v2.qcow2');
   q('convert', '-c', '-O', 'qcow2', '-o', 'cluster_size=4k', 'data.raw', 'compressed.qcow2');
   q('create', '-f', 'qcow2', '-o', 'cluster_size=4k', '-b', 'v2.qcow2', '-F', 'qcow2', 'overlay.qcow2');
+  q('convert', '-O', 'qcow2', '-o', 'cluster_size=64k,extended_l2=on', 'data.raw', 'extl2.qcow2');
+  io('qcow2', 'extl2.qcow2', 'write -z 64k 8k', 'write -P 9 1M 4k');
+  q('convert', '-c', '-O', 'qcow2', '-o', 'cluster_size=4k,compression_type=zstd', 'data.raw', 'zstd.qcow2');
   q('convert', '-O', 'qcow', 'data.raw', 'v1.qcow');
   q('convert', '-O', 'vmdk', 'data.raw', 'sparse.vmdk');
   q('convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'data.raw', 'stream.vmdk');
@@ -34,7 +37,7 @@ export function makeSeeds(dir: string): Seeds {
   execFileSync('sfdisk', ['--quiet', path.join(dir, 'gpt.raw')], { input: 'label: gpt\nstart=64, type=L\n', stdio: ['pipe', 'ignore', 'pipe'] });
   fs.writeFileSync(path.join(dir, 'desc.vmdk'), '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 4096 FLAT "data.raw" 0\n');
   const seeds: Seeds = [];
-  for (const n of ['v3.qcow2', 'v2.qcow2', 'compressed.qcow2', 'overlay.qcow2', 'v1.qcow', 'sparse.vmdk', 'stream.vmdk', 'dynamic.vhd', 'fixed.vhd', 'dynamic.vhdx', 'dynamic.vdi', 'image.iso', 'gpt.raw', 'desc.vmdk']) {
+  for (const n of ['v3.qcow2', 'v2.qcow2', 'compressed.qcow2', 'overlay.qcow2', 'extl2.qcow2', 'zstd.qcow2', 'v1.qcow', 'sparse.vmdk', 'stream.vmdk', 'dynamic.vhd', 'fixed.vhd', 'dynamic.vhdx', 'dynamic.vdi', 'image.iso', 'gpt.raw', 'desc.vmdk']) {
     seeds.push({ name: n, bytes: fs.readFileSync(path.join(dir, n)) });
   }
   const small = fs.readFileSync(path.join(dir, 'v2.qcow2'));
