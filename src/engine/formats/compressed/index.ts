@@ -8,9 +8,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { Readable, type Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { PassThrough, Readable, type Transform } from 'node:stream';
 import { createRequire } from 'node:module';
+import { spawn, spawnSync } from 'node:child_process';
 import type { BlockDevice, DeviceInfo, Extent, FormatDriver, OpenContext, ProbeInput } from '../../block/device.js';
 import type { ByteSource } from '../../io/source.js';
 import { FileSource } from '../../io/file.js';
@@ -63,14 +63,145 @@ function decompressor(codec: Codec): Transform {
   }
 }
 
-async function* readAll(src: ByteSource): AsyncGenerator<Buffer> {
-  const step = 1024 * 1024;
+interface Flow { in: number; out: number }
+
+/**
+ * The compressed bytes in chunks sized so one chunk inflates to a few MiB at the ratio
+ * seen so far: decoders push all the output of a chunk at once, and a chunk of a
+ * zero-filled disk can expand ten-thousandfold.
+ */
+async function* readAll(src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
+  let off = 0;
+  while (off < src.size) {
+    // Until output is seen, assume a zero-filled disk (about 1000:1).
+    const ratio = flow.in > 0 && flow.out > 0 ? Math.max(1, flow.out / flow.in) : 1024;
+    const step = Math.max(512, Math.min(1024 * 1024, Math.floor((4 * 1024 * 1024) / ratio)));
+    const b = Buffer.allocUnsafe(Math.min(step, src.size - off));
+    const n = await src.read(b, off);
+    if (n === 0) break;
+    off += n;
+    flow.in += n;
+    yield n < b.length ? b.subarray(0, n) : b;
+  }
+}
+
+/**
+ * The decompressed bytes as an async iterable with backpressure. Plain pipe() rather than
+ * pipeline(): unbzip2-stream is an old-style through stream that pipeline() reports as a
+ * premature close.
+ */
+async function* streamDecoded(codec: Codec, src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
+  // A small object-mode buffer: each compressed chunk waiting here may be a large expansion.
+  const input = Readable.from(readAll(src, flow), { highWaterMark: 1 });
+  const dec = decompressor(codec);
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  input.on('error', (e) => out.destroy(e));
+  dec.on('error', (e: Error) => out.destroy(e));
+  input.pipe(dec).pipe(out);
+  try {
+    for await (const c of out) yield c as Buffer;
+  } finally {
+    input.destroy();
+    (dec as Transform & { destroy?: () => void }).destroy?.();
+  }
+}
+
+/**
+ * zstd pulled through the native stream context with a fixed output buffer: the decoder
+ * never produces more than we have consumed, whatever the ratio (a zero-filled disk
+ * compresses 30000:1).
+ */
+async function* zstdDecoded(src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
+  const binding = require('zstd-napi/binding') as {
+    DCtx: new () => { decompressStream(d: Uint8Array, s: Uint8Array): [number, number, number]; setParameter(p: number, v: number): void };
+    DParameter: { windowLogMax: number };
+  };
+  const dctx = new binding.DCtx();
+  // Windows above 128 MiB (zstd --long=31) are refused rather than allocated.
+  dctx.setParameter(binding.DParameter.windowLogMax, 27);
+  const out = Buffer.allocUnsafe(1024 * 1024);
+  let inFrame = false;
+  for await (const chunk of readAllFixed(src, flow)) {
+    let rest: Buffer = chunk;
+    for (;;) {
+      const [ret, produced, consumed] = dctx.decompressStream(out, rest);
+      rest = rest.subarray(consumed);
+      // An empty call after a finished frame returns the next frame's header size: ignore it.
+      if (produced > 0 || consumed > 0) inFrame = ret !== 0;
+      // Consumers copy what they keep before asking for more, so the buffer is reused.
+      if (produced > 0) yield out.subarray(0, produced);
+      if (rest.length === 0 && produced < out.length) break;
+    }
+  }
+  if (inFrame) throw new Error('stream ends in the middle of a frame');
+}
+
+async function* readAllFixed(src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
+  const step = 256 * 1024;
   for (let off = 0; off < src.size; off += step) {
     const b = Buffer.allocUnsafe(Math.min(step, src.size - off));
     const n = await src.read(b, off);
     if (n === 0) break;
+    flow.in += n;
     yield n < b.length ? b.subarray(0, n) : b;
   }
+}
+
+let cliCache: Map<string, boolean> | undefined;
+function hasCli(name: string): boolean {
+  cliCache ??= new Map();
+  let ok = cliCache.get(name);
+  if (ok === undefined) {
+    ok = spawnSync(name, ['--version'], { stdio: 'ignore' }).status === 0;
+    cliCache.set(name, ok);
+  }
+  return ok;
+}
+
+/**
+ * xz and bzip2 through their command-line decoders when installed: native speed on
+ * another core, and the pipe's backpressure bounds memory (the libraries push all the
+ * output of an input chunk at once).
+ */
+async function* cliDecoded(cmd: string, args: string[], src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => { if (stderr.length < 4096) stderr += d; });
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  let feedErr: unknown;
+  const feed = (async () => {
+    try {
+      for await (const chunk of readAllFixed(src, flow)) {
+        if (!child.stdin.write(chunk)) await new Promise<void>((r) => { child.stdin.once('drain', r); child.stdin.once('close', r); });
+        if (child.stdin.destroyed) break;
+      }
+    } catch (err) {
+      feedErr = err;
+    } finally {
+      child.stdin.end();
+    }
+  })();
+  child.stdin.on('error', () => { /* EPIPE when the decoder stops early: its exit status tells why */ });
+  let ok = false;
+  try {
+    for await (const c of child.stdout) yield c as Buffer;
+    await feed;
+    if (feedErr) throw feedErr;
+    const code = await exited;
+    if (code !== 0) throw new Error(stderr.trim().split('\n')[0] || `${cmd} exited with status ${code}`);
+    ok = true;
+  } finally {
+    if (!ok) child.kill('SIGKILL');
+    await feed;
+  }
+}
+
+function decoded(codec: Codec, src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
+  if (codec === 'zstd') return zstdDecoded(src, flow);
+  if (codec === 'xz' && hasCli('xz')) return cliDecoded('xz', ['-dc', '--memlimit=256MiB', '-T1'], src, flow);
+  if (codec === 'bzip2' && hasCli('bzip2')) return cliDecoded('bzip2', ['-dc'], src, flow);
+  return streamDecoded(codec, src, flow);
 }
 
 const BLOCK = 64 * 1024;
@@ -99,8 +230,10 @@ async function spool(codec: Codec, src: ByteSource, fh: fs.FileHandle, spoolName
     base += fill;
     fill = 0;
   };
+  const flow: Flow = { in: 0, out: 0 };
   const sink = async (chunks: AsyncIterable<Buffer>) => {
     for await (const chunk of chunks) {
+      flow.out += chunk.length;
       let c = chunk;
       while (c.length > 0) {
         const n = Math.min(c.length, STAGE - fill);
@@ -115,7 +248,7 @@ async function spool(codec: Codec, src: ByteSource, fh: fs.FileHandle, spoolName
     }
   };
   try {
-    await pipeline(Readable.from(readAll(src)), decompressor(codec), sink);
+    await sink(decoded(codec, src, flow));
   } catch (err) {
     if (err instanceof ImgportError) throw err;
     const msg = (err as Error).message ?? String(err);
@@ -185,7 +318,8 @@ async function openWrapped(codec: Codec, source: ByteSource, ctx: OpenContext): 
     const innerCtx: OpenContext = {
       policy: denyAllReferences,
       writable: false,
-      openBacking: false,
+      // Backing references are looked up so that they are refused, not silently read as zeros.
+      openBacking: true,
       openReference: async (reference, fromImage, _format, kind) => { denyAllReferences.resolve(reference, fromImage, kind); throw new Error('unreachable'); },
       openFile: async (reference, fromImage, kind) => { denyAllReferences.resolve(reference, fromImage, kind); throw new Error('unreachable'); },
     };
