@@ -7,6 +7,7 @@ import { convertImage } from '../../../../src/engine/convert/index.js';
 import { ImgportError } from '../../../../src/engine/errors.js';
 import { vhdChecksum } from '../../../../src/engine/formats/vpc/footer.js';
 import { vhdCreateGeometry } from '../../../../src/engine/block/chs.js';
+import { vpcFormat } from '../../../../src/engine/formats/vpc/index.js';
 import { assertMapMatchesQemu, assertSameAsQemu, ourExtents, qemuCompare, qemuImg, qemuInfo, qemuIo, tmpDir, writeRawWithPattern } from './qemu-helpers.js';
 
 const MiB = 1024 * 1024;
@@ -76,6 +77,19 @@ test('vpc: Hyper-V/Azure style footers (creator "win ", size not CHS-shaped) use
   }
 });
 
+test('vpc: new images get the size qemu-img gives them (CHS rounding, above the CHS limit exact)', () => {
+  const dir = tmpDir();
+  try {
+    const f = path.join(dir, 'g.vhd');
+    for (const size of [512, 1000000, 33566777, 2 ** 30 + 12345, 127 * GiB, 136899993600 + 512, 130 * GiB, 2 ** 40]) {
+      qemuImg('create', '-q', '-f', 'vpc', f, String(size));
+      assert.equal(vhdCreateGeometry(size).size, qemuInfo(f)['virtual-size'], `size ${size}`);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('vpc: > 4 GiB sparse disk with data across 2 GiB and 4 GiB', async () => {
   const dir = tmpDir();
   try {
@@ -105,7 +119,12 @@ test('vpc: convert raw -> vpc (dynamic, fixed, force_size) passes qemu-img info/
       assert.ok(expect >= size);
       // compare: qemu-img compare treats the extra CHS tail as zeros of the larger image.
       assert.equal(qemuCompare(src, 'raw', out, 'vpc').status, 0, `${name} equals source`);
-      if ('subformat' in options) assert.equal(fs.statSync(out).size, expect + 512);
+      if ('subformat' in options) {
+        assert.equal(fs.statSync(out).size, expect + 512);
+        assert.equal(vpcFormat.measure!(size, size, { ...options }).fullyAllocated, expect + 512);
+      } else {
+        assert.ok(vpcFormat.measure!(size, size, { ...options }).fullyAllocated >= fs.statSync(out).size);
+      }
       await checkAgainstQemu(out, dir);
     }
     // Dynamic output only stores the blocks that hold data: 0, 1, 4-6 and the short last one.
