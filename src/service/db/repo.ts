@@ -164,7 +164,8 @@ export async function listImages(db: Q, q: ListQuery): Promise<ImageRecord[]> {
   }
   // NULLs sort first ascending / last descending on both dialects (explicit flag).
   for (const s of q.sort) {
-    query = query.orderBy(sql`(case when ${sql.ref('i.' + s.key)} is null then 0 else 1 end)`, s.dir).orderBy(sql.ref('i.' + s.key), s.dir);
+    const col = `i.${s.key}` as 'i.name';
+    query = query.orderBy(col, (ob) => (s.dir === 'asc' ? ob.asc().nullsFirst() : ob.desc().nullsLast()));
   }
   query = query.limit(q.limit);
   const rows = await query.execute();
