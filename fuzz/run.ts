@@ -2,7 +2,7 @@
 // per-input timeout and a memory bound, and reports every distinct failure with the
 // recipe that reproduces it.
 //
-//   npm run fuzz -- [--seconds N | --iterations N] [--seed S] [--workers K] [--timeout MS] [--no-readers]
+//   npm run fuzz -- [--seconds N | --iterations N] [--seed S] [--workers K] [--timeout MS] [--max-mutations M] [--no-readers]
 //   npm run fuzz -- --replay SEEDNAME:RNG:MUTATIONS     re-runs one recipe in this process
 import { Worker } from 'node:worker_threads';
 import fs from 'node:fs';
@@ -22,6 +22,8 @@ export interface FuzzOptions {
   /** Resident memory bound for the whole process, MiB. */
   memLimitMb?: number;
   readers?: boolean;
+  /** Mutations per input: 1..maxMutations (default 8). */
+  maxMutations?: number;
   log?: (line: string) => void;
 }
 export interface FoundFailure extends Failure { recipe: Recipe; signature: string }
@@ -37,9 +39,9 @@ export function parseRecipe(s: string): Recipe {
 }
 
 /** The i-th recipes of a run, independent of worker count and timing. */
-export function* recipes(seed: number, names: string[]): Generator<Recipe> {
+export function* recipes(seed: number, names: string[], maxMutations = 8): Generator<Recipe> {
   const r = rng(seed);
-  for (;;) yield { seed: names[Math.floor(r() * names.length)]!, rng: Math.floor(r() * 2 ** 32), mutations: 1 + Math.floor(r() * 8) };
+  for (;;) yield { seed: names[Math.floor(r() * names.length)]!, rng: Math.floor(r() * 2 ** 32), mutations: 1 + Math.floor(r() * maxMutations) };
 }
 
 function signature(f: Failure): string {
@@ -58,7 +60,7 @@ export async function fuzz(opts: FuzzOptions): Promise<FuzzResult> {
   const names = seeds.map((s) => s.name);
   const timeoutMs = opts.timeoutMs ?? 10000;
   const memLimit = (opts.memLimitMb ?? 2048) * 1024 * 1024;
-  const gen = recipes(opts.seed, names);
+  const gen = recipes(opts.seed, names, opts.maxMutations);
   const start = Date.now();
   const deadline = opts.seconds !== undefined ? start + opts.seconds * 1000 : Infinity;
   const limit = opts.iterations ?? Infinity;
@@ -169,6 +171,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.ar
     workers: Number(get('--workers') ?? Math.max(1, os.availableParallelism() - 1)),
     timeoutMs: Number(get('--timeout') ?? 10000),
     readers: !args.includes('--no-readers'),
+    maxMutations: Number(get('--max-mutations') ?? 8),
     log: (l) => console.log(l),
   });
   console.log(`\n${res.executed} inputs in ${res.seconds.toFixed(0)} s; ${res.failures.length} distinct failures; opened by readers: ${JSON.stringify(res.opened)}`);
