@@ -5,6 +5,7 @@
 import type { CheckReport } from '../../block/device.js';
 import { UnsupportedFeature } from '../../errors.js';
 import type { Qcow2Device } from './device.js';
+import type { Writer } from './write.js';
 import { HI_COMPRESSED, HI_COPIED, INCOMPAT_DATA_FILE, TWO32, EXT_BITMAPS, AUTOCLEAR_BITMAPS } from './constants.js';
 import { compressedDesc, l1EntryOffset } from './map.js';
 import { getRefcount, refcountMax } from './refcount.js';
@@ -12,8 +13,8 @@ import { getRefcount, refcountMax } from './refcount.js';
 /** Refuse checking files whose cluster count would need an absurd amount of memory. */
 const MAX_CHECK_CLUSTERS = 2 ** 27;
 
-export async function checkImage(dev: Qcow2Device, repair?: 'leaks' | 'all'): Promise<CheckReport> {
-  const first = await runCheck(dev, repair);
+export async function checkImage(dev: Qcow2Device, repair?: 'leaks' | 'all', writer?: Writer): Promise<CheckReport> {
+  const first = await runCheck(dev, repair, writer);
   if (!repair || (first.leaksFixed ?? 0) + (first.corruptionsFixed ?? 0) === 0) return first;
   // Like qemu: report the state after repair, with what was fixed.
   const after = await runCheck(dev, undefined);
@@ -23,7 +24,7 @@ export async function checkImage(dev: Qcow2Device, repair?: 'leaks' | 'all'): Pr
   return after;
 }
 
-async function runCheck(dev: Qcow2Device, repair?: 'leaks' | 'all'): Promise<CheckReport> {
+async function runCheck(dev: Qcow2Device, repair?: 'leaks' | 'all', writer?: Writer): Promise<CheckReport> {
   const h = dev.h, cs = h.clusterSize, src = dev.src, file = dev.name;
   const fileSize = src.size;
   const nb = Math.ceil(fileSize / cs);
@@ -114,7 +115,7 @@ async function runCheck(dev: Qcow2Device, repair?: 'leaks' | 'all'): Promise<Che
     for (let i = 0; i < n; i++) ondisk[base + i] = Math.min(0xffffffff, getRefcount(blk, bdv, i, order));
   }
 
-  const io = repair ? await dev.updater() : undefined;
+  const io = repair ? writer ?? await dev.updater() : undefined;
   const max = refcountMax(order);
   let highest = -1;
   let leaksFixed = 0, corruptionsFixed = 0;

@@ -219,15 +219,22 @@ export class Qcow2Device implements BlockDevice {
     await (await this.updater()).write(buf, offset);
   }
 
-  async updater(): Promise<Writer> {
-    if (!this.writable) throw new UnsupportedFeature('image is opened read-only', { file: this.name });
-    if (!this.writer) {
+  private writerReady?: Promise<Writer>;
+
+  /** The one updater of this device; concurrent first callers share its creation. */
+  updater(): Promise<Writer> {
+    if (!this.writable) return Promise.reject(new UnsupportedFeature('image is opened read-only', { file: this.name }));
+    this.writerReady ??= (async () => {
       const { Writer } = await import('./write.js');
       this.writer = await Writer.create(this);
       // A dirty image (lazy refcounts) may have stale refcounts: rebuild them before changing anything.
-      if (this.h.incompatible & INCOMPAT_DIRTY) await this.check({ repair: 'all' });
-    }
-    return this.writer;
+      if (this.h.incompatible & INCOMPAT_DIRTY) {
+        const { checkImage } = await import('./check.js');
+        await checkImage(this, 'all', this.writer);
+      }
+      return this.writer;
+    })();
+    return this.writerReady;
   }
 
   describe(): DeviceInfo {
