@@ -39,7 +39,8 @@ export function buildFixture(): Fixture {
     partOffset: Number(env.PART_OFFSET),
     partSize: Number(env.PART_SIZE),
     fsUuid: env.FS_UUID!,
-    cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
+    // IMGPORT_KEEP_FIXTURE=1 keeps the folder for a post-mortem.
+    cleanup: () => { if (process.env.IMGPORT_KEEP_FIXTURE !== '1') fs.rmSync(dir, { recursive: true, force: true }); },
   };
 }
 

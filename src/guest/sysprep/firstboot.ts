@@ -32,7 +32,8 @@ done
 
 const UNIT = `[Unit]
 Description=imgport first-boot scripts
-After=network-online.target
+# Late in boot: after the network and after imgport's own host-key regeneration.
+After=network-online.target imgport-ssh-hostkeys.service ssh.service sshd.service
 Wants=network-online.target
 ConditionDirectoryNotEmpty=${FIRSTBOOT_DIR}/scripts
 
