@@ -258,12 +258,10 @@ export class Qcow2Device implements BlockDevice {
       encrypted: false,
       formatSpecific: { type: 'qcow2', data },
       snapshots: this.snapshotEntries.map(snapshotInfo),
-      humanLines: [],
     };
     if (h.backingFile !== undefined) info.backingFilename = h.backingFile;
     if (h.backingFormat !== undefined) info.backingFormat = h.backingFormat;
     if (h.dataFile !== undefined) info.dataFile = h.dataFile;
-    if (info.dirty) info.humanLines!.push('Image is marked dirty (lazy refcounts were in use); refcounts may need repair (check -r all)');
     return info;
   }
 

@@ -201,3 +201,44 @@ test('in-place writes: partial clusters, COW from backing, compressed clusters, 
   assert.equal(cmp.status, 0, cmp.out);
 });
 
+
+test('host offsets above 4 GiB (preallocated sparse image), written and rewritten in place', { skip }, async () => {
+  const out = path.join(dir, 'big-prealloc.qcow2');
+  const size = 5 * GiB + 512;
+  const sink = await FileSink.create(out);
+  const w = await qcow2.create!({ sink, virtualSize: size, options: { preallocation: 'metadata', cluster_size: '2M' } });
+  await w.writeData(4 * GiB - 4096, new Uint8Array(8192).fill(0x4a));
+  await w.writeData(4.5 * GiB, new Uint8Array(3 * MiB).fill(0x4b));
+  await w.writeData(size - 512, new Uint8Array(512).fill(0x4c));
+  await w.finish();
+  await sink.close();
+  assertClean(out);
+  let dev = await openImage(out, { writable: true });
+  await dev.write!(new Uint8Array(1000).fill(0x4d), 4.5 * GiB + 100);
+  await dev.close();
+  assertClean(out);
+  dev = await openImage(out);
+  const b = new Uint8Array(12000);
+  await dev.read(b, 4 * GiB - 6000);
+  assert.equal(b[1903], 0);
+  assert.equal(b[1904], 0x4a);
+  assert.equal(b[1904 + 8191], 0x4a);
+  assert.equal(b[1904 + 8192], 0);
+  const c = new Uint8Array(1200);
+  await dev.read(c, 4.5 * GiB);
+  assert.equal(c[99], 0x4b);
+  assert.equal(c[100], 0x4d);
+  assert.equal(c[1100], 0x4b);
+  const [ext] = await collect(dev, 4.5 * GiB, MiB);
+  assert.equal(ext!.kind, 'data');
+  assert.equal(ext!.hostOffset, 2 * MiB + 4.5 * GiB);
+  await dev.close();
+  const raw = path.join(dir, 'big-prealloc.raw');
+  qemuImg('convert', '-O', 'raw', out, raw);
+  const fd = fs.openSync(raw, 'r');
+  const r = Buffer.alloc(1200);
+  fs.readSync(fd, r, 0, 1200, 4.5 * GiB);
+  fs.closeSync(fd);
+  assert.ok(Buffer.from(c).equals(r));
+  fs.rmSync(raw);
+});
