@@ -81,3 +81,26 @@ test('exit statuses: 0 safe, 3 unsafe, 1 error', () => {
   assert.equal(ok.status, 0);
   assert.equal(JSON.parse(ok.stdout).backingFile, 'base.qcow2');
 });
+
+test('inspect reads only the head and tail it needs', { skip: !hasStrace && 'strace not installed' }, () => {
+  const big = path.join(dir, 'big.raw');
+  fs.writeFileSync(big, '');
+  fs.truncateSync(big, 4 * 1024 ** 3);
+  for (const [file, bound] of [[big, 64 * 1024 + 4096], [path.join(dir, 'ok-v3.qcow2'), 16 * 1024 * 1024 + 4096]] as const) {
+    // One log per thread (-ff) so no call is split by another thread; -y names each fd's file.
+    const logDir = fs.mkdtempSync(path.join(dir, 'strace-'));
+    const r = spawnSync('strace', ['-f', '-ff', '-y', '-qq', '-e', 'trace=pread64,read,preadv', '-o', path.join(logDir, 'log'), process.execPath, '--import', tsx, path.join(repo, 'src/cli/main.ts'), 'inspect', file], { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    let calls = 0;
+    let bytes = 0;
+    for (const f of fs.readdirSync(logDir)) {
+      for (const line of fs.readFileSync(path.join(logDir, f), 'utf8').split('\n')) {
+        const rd = /\b(?:pread64|read|preadv)\(\d+<([^>]*)>,.*\) = (\d+)/.exec(line);
+        if (rd && rd[1] === file) { calls++; bytes += Number(rd[2]); }
+      }
+    }
+    const fd = calls > 0 ? 0 : -1;
+    assert.ok(fd >= 0, `${file}: no read in the strace logs`);
+    assert.ok(bytes > 0 && bytes <= bound, `${path.basename(file)}: read ${bytes} bytes (bound ${bound})`);
+  }
+});
