@@ -187,7 +187,7 @@ export interface OpenContext {
    */
   openReference(reference: string, fromImage: string, format: string | undefined, kind: 'backing file' | 'parent'): Promise<BlockDevice>;
   /** Opens a sibling file (VMDK extent, external data file) as a byte source, via the policy. */
-  openFile(reference: string, fromImage: string, kind: 'data file' | 'extent'): Promise<ByteSource>;
+  openFile(reference: string, fromImage: string, kind: 'data file' | 'extent' | 'ovf file'): Promise<ByteSource>;
 }
 
 export interface FormatDriver {
