@@ -132,10 +132,58 @@ export class Writer {
     let p = 0;
     while (p < buf.length) {
       const g = offset + p, ci = Math.floor(g / this.cs), inOff = g - ci * this.cs;
+      if (inOff === 0 && buf.length - p >= this.cs) {
+        p += await this.writeFullClusters(ci, buf.subarray(p, p + Math.floor((buf.length - p) / this.cs) * this.cs));
+        continue;
+      }
       const n = Math.min(this.cs - inOff, buf.length - p);
       await this.writeCluster(ci, inOff, buf.subarray(p, p + n));
       p += n;
     }
+  }
+
+  /** An exclusively owned plain data cluster that can be overwritten in place (else 0). */
+  private inPlaceHost(t: L2Table, idx: number): number {
+    const hi = t.dv.getUint32(idx), lo = t.dv.getUint32(idx + 4);
+    if ((hi & HI_COMPRESSED) || !(hi & HI_COPIED)) return 0;
+    const host = (hi & 0x00ffffff) * TWO32 + ((lo & 0xfffffe00) >>> 0);
+    const plain = this.dev.map.geo.extendedL2 ? t.dv.getUint32(idx + 12) === 0xffffffff : (lo & 1) === 0;
+    return plain ? host : 0;
+  }
+
+  /**
+   * Whole clusters from `ci` on, within one L2 table: in-place runs become one pwrite,
+   * and clusters needing allocation get one contiguous allocation and one pwrite.
+   * Returns the bytes consumed.
+   */
+  private async writeFullClusters(ci: number, data: Uint8Array): Promise<number> {
+    const cs = this.cs, map = this.dev.map;
+    const t = await this.l2Writable(ci);
+    const first = ci % map.l2Entries;
+    const max = Math.min(data.length / cs, map.l2Entries - first);
+    const host0 = this.inPlaceHost(t, first * map.entryBytes);
+    let k = 1;
+    if (host0) {
+      while (k < max && this.inPlaceHost(t, (first + k) * map.entryBytes) === host0 + k * cs) k++;
+      await this.io.write(data.subarray(0, k * cs), host0);
+      return k * cs;
+    }
+    while (k < max && this.inPlaceHost(t, (first + k) * map.entryBytes) === 0) k++;
+    const target = await this.alloc(k);
+    await this.io.write(data.subarray(0, k * cs), target);
+    const old: number[] = [];
+    for (let j = 0; j < k; j++) {
+      const idx = (first + j) * map.entryBytes;
+      old.push(t.dv.getUint32(idx), t.dv.getUint32(idx + 4));
+      const h = target + j * cs;
+      t.dv.setUint32(idx, HI_COPIED | Math.floor(h / TWO32));
+      t.dv.setUint32(idx + 4, h >>> 0);
+      if (map.geo.extendedL2) { t.dv.setUint32(idx + 8, 0); t.dv.setUint32(idx + 12, 0xffffffff); }
+    }
+    const from = first * map.entryBytes, to = (first + k) * map.entryBytes;
+    await this.io.write(t.buf.subarray(from, to), t.offset + from);
+    for (let j = 0; j < k; j++) await this.release(old[2 * j]!, old[2 * j + 1]!);
+    return k * cs;
   }
 
   private async writeCluster(ci: number, inOff: number, data: Uint8Array): Promise<void> {

@@ -191,10 +191,13 @@ test('in-place writes: partial clusters, COW from backing, compressed clusters, 
     qemuIo(p, 'write -P 0x31 8k 8k', 'write -c -P 0x41 64k 4k', 'write -z 128k 8k');
   }
   const writes: Array<[number, number, number]> = [[100, 50, 0x61], [8192 + 4000, 300, 0x62], [64 * 1024 + 10, 20, 0x63], [128 * 1024 + 5, 5000, 0x64], [5 * MiB - 3, 9000, 0x65], [8 * MiB - 512, 512, 0x66]];
-  qemuIo(expect, ...writes.map(([o, n, p]) => `write -P ${p} ${o} ${n}`));
+  qemuIo(expect, ...writes.map(([o, n, p]) => `write -P ${p} ${o} ${n}`), 'write -P 0x67 4096 1M', 'write -P 0x68 4096 20480');
   const dev = await openImage(img, { writable: true });
   // Issued concurrently: the device must serialize its metadata updates.
   await Promise.all(writes.map(([o, n, p]) => dev.write!(new Uint8Array(n).fill(p), o)));
+  // Whole-cluster runs over allocated, compressed, zero and unallocated clusters, then in place.
+  await dev.write!(new Uint8Array(MiB).fill(0x67), 4096);
+  await dev.write!(new Uint8Array(20480).fill(0x68), 4096);
   await dev.close();
   assertClean(img);
   const cmp = qemuImgStatus('compare', img, expect);
