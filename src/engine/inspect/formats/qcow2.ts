@@ -188,7 +188,8 @@ function inspectQcow2(v: ImageView, r: Report): void {
   // Header extensions, from the end of the header to the end of the first cluster.
   let dataFileBit = (h.incompatLo & INCOMPAT_DATA_FILE) !== 0;
   let off = h.version === 3 ? h.headerLength : 72;
-  const extLimit = Math.min(cs, b.length, v.size);
+  // Extensions end at the backing file name when it follows them, else at the end of the cluster.
+  const extLimit = Math.min(cs, b.length, v.size, h.backingOffset > off ? h.backingOffset : Infinity);
   let backingFormat: string | undefined;
   for (let i = 0; i < 1024 && off + 8 <= extLimit; i++) {
     const type = u32be(b, off);
@@ -222,6 +223,10 @@ function inspectQcow2(v: ImageView, r: Report): void {
   }
 
   // L1 table.
+  if (extL2(h) && h.clusterBits < 14) r.unsafe('invalid-header', 'extended L2 entries need clusters of at least 16 KiB', 20);
+  for (const [what, off, used, field] of [['L1 table', h.l1Offset, h.l1Size, 40], ['refcount table', h.rtOffset, h.rtClusters, 48], ['snapshot table', h.snapOffset, h.nbSnapshots, 64]] as const) {
+    if (used > 0 && off === 0) r.unsafe('invalid-header', `${what} overlaps the header`, field);
+  }
   const entryBytes = extL2(h) ? 16 : 8;
   const perL2 = cs / entryBytes;
   const neededL1 = Math.ceil(h.size / (cs * perL2));

@@ -91,7 +91,8 @@ function inspectVhd(v: ImageView, r: Report): void {
       r.unsafe('invalid-header', `VHD disk type ${f.diskType} unknown`, where + 60);
       return;
   }
-  if (!head) r.info('no-footer-copy', 'dynamic VHD without the footer copy at offset 0 (qemu probes VHDs by that copy)');
+  // qemu takes a dynamic disk's footer from offset 0 only; without it the image does not open.
+  if (!head) r.unsafe('invalid-header', 'dynamic VHD without the footer copy at offset 0');
   // Dynamic header.
   if (!r.within(v, 'dynamic disk header', f.dataOffset, 1024)) return;
   const d = slice(v, f.dataOffset, 1024);
