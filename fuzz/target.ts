@@ -69,7 +69,8 @@ export async function runReader(file: string, seed: number): Promise<Failure[]> 
     const buf = new Uint8Array(65536);
     const offsets = [0, Math.floor(vs / 2), vs - buf.length, Math.floor(r() * vs), Math.floor(r() * vs)];
     for (let off of offsets) {
-      off = Math.max(0, Math.min(off, vs - 1)) & ~511;
+      off = Math.max(0, Math.min(off, vs - 1));
+      off -= off % 512; // not & ~511: offsets pass 2^31
       const len = Math.min(buf.length, vs - off);
       if (len <= 0) continue;
       try { await dev.read(buf.subarray(0, len), off); } catch (e) { if (!(e instanceof ImgportError)) { bad(`${dev.format} read-throws`, e); break; } }
