@@ -4,7 +4,7 @@
 import type { BlockDevice, CheckReport, CreateRequest, DeviceInfo, FormatDriver, ImageWriter, OpenContext, ProbeInput } from '../../block/device.js';
 import type { ByteSource } from '../../io/source.js';
 import { TableDevice, UNALLOCATED, ZERO, readExact } from '../../block/bat.js';
-import { BlockStream, nonZeroRuns } from '../../block/blockstream.js';
+import { BlockPlacer } from '../../block/blockstream.js';
 import { isNullUuid, randomUuid } from '../../block/uuid.js';
 import { CorruptImage, InvalidArgument, UnsupportedFeature } from '../../errors.js';
 
@@ -205,19 +205,13 @@ async function createVdi(req: CreateRequest): Promise<ImageWriter> {
     };
   }
   new Uint32Array(bmap.buffer).fill(BLOCK_FREE);
-  const stream = new BlockStream(DEFAULT_BLOCK, l.size, async (first, data) => {
-    // Consecutive non-zero blocks land next to each other in the file: one write per run.
-    const writes: Promise<void>[] = [];
-    for (const [rel, count] of nonZeroRuns(data, DEFAULT_BLOCK)) {
-      for (let k = 0; k < count; k++) mv.setUint32((first + rel + k) * 4, allocated + k, true);
-      writes.push(sink.write(data.subarray(rel * DEFAULT_BLOCK, Math.min(data.length, (rel + count) * DEFAULT_BLOCK)), l.offsetData + allocated * DEFAULT_BLOCK));
-      allocated += count;
-    }
-    await Promise.all(writes);
-  }, sink.name);
+  const placer = new BlockPlacer(DEFAULT_BLOCK, l.size, (bi) => {
+    mv.setUint32(bi * 4, allocated, true);
+    return l.offsetData + allocated++ * DEFAULT_BLOCK;
+  }, (buf, off) => sink.write(buf, off), sink.name);
   return {
-    writeData: (offset, data) => stream.write(offset, data),
-    async finish() { await stream.finish(); await finishWith(TYPE_DYNAMIC, l.offsetData + allocated * DEFAULT_BLOCK); },
+    writeData: (offset, data) => placer.place(offset, data),
+    async finish() { await finishWith(TYPE_DYNAMIC, l.offsetData + allocated * DEFAULT_BLOCK); },
     abort,
   };
 }

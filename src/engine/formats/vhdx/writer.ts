@@ -6,7 +6,7 @@
 // block (Hyper-V expects them fully allocated). Headers go last: an aborted image has none.
 
 import type { CreateRequest, ImageWriter } from '../../block/device.js';
-import { BlockStream, nonZeroRuns, writeZeros } from '../../block/blockstream.js';
+import { BlockPlacer, writeZeros } from '../../block/blockstream.js';
 import { crc32c } from '../../block/crc32c.js';
 import { randomUuid } from '../../block/uuid.js';
 import { InvalidArgument, UnsupportedFeature } from '../../errors.js';
@@ -169,18 +169,15 @@ export async function createVhdx(req: CreateRequest): Promise<ImageWriter> {
     };
   }
 
-  const stream = new BlockStream(bs, l.size, async (first, data) => {
-    const writes: Promise<void>[] = [];
-    for (const [rel, count] of nonZeroRuns(data, bs)) {
-      for (let k = 0; k < count; k++) setBatEntry(bdv, entryOf(first + rel + k), PAYLOAD_FULLY_PRESENT, next + k * bs);
-      writes.push(sink.write(data.subarray(rel * bs, Math.min(data.length, (rel + count) * bs)), next));
-      next += count * bs;
-    }
-    await Promise.all(writes);
-  }, sink.name);
+  const placer = new BlockPlacer(bs, l.size, (bi) => {
+    const at = next;
+    next += bs;
+    setBatEntry(bdv, entryOf(bi), PAYLOAD_FULLY_PRESENT, at);
+    return at;
+  }, write, sink.name);
   return {
-    writeData: (offset, data) => stream.write(offset, data),
-    async finish() { await stream.finish(); await finish(next); },
+    writeData: (offset, data) => placer.place(offset, data),
+    async finish() { await finish(next); },
     abort,
   };
 }

@@ -3,7 +3,7 @@
 // Headers are written last, so an aborted image has no valid footer.
 
 import type { CreateRequest, ImageWriter } from '../../block/device.js';
-import { BlockStream, nonZeroRuns } from '../../block/blockstream.js';
+import { BlockPlacer } from '../../block/blockstream.js';
 import { vhdCreateGeometry } from '../../block/chs.js';
 import { randomUuid } from '../../block/uuid.js';
 import { InvalidArgument, UnsupportedFeature } from '../../errors.js';
@@ -83,27 +83,20 @@ export async function createVpc(req: CreateRequest): Promise<ImageWriter> {
   const batView = new DataView(bat.buffer);
   let next = batOffset + batBytes; // next block's bitmap goes here
   const bitmap = new Uint8Array(BITMAP_SIZE).fill(0xff);
-  const stream = new BlockStream(VPC_BLOCK_SIZE, size, async (first, data) => {
-    for (const [rel, count] of nonZeroRuns(data, VPC_BLOCK_SIZE)) {
-      for (let k = 0; k < count; k++) {
-        const bi = first + rel + k;
-        const from = (rel + k) * VPC_BLOCK_SIZE;
-        batView.setUint32(bi * 4, next / 512);
-        await Promise.all([
-          sink.write(bitmap, next),
-          sink.write(data.subarray(from, Math.min(data.length, from + VPC_BLOCK_SIZE)), next + BITMAP_SIZE),
-        ]);
-        next += BITMAP_SIZE + VPC_BLOCK_SIZE;
-      }
-    }
-  }, sink.name);
+  const placer = new BlockPlacer(VPC_BLOCK_SIZE, size, async (bi) => {
+    // A new block: its all-ones sector bitmap, then the data (unwritten parts stay holes: zeros).
+    const at = next;
+    next += BITMAP_SIZE + VPC_BLOCK_SIZE;
+    batView.setUint32(bi * 4, at / 512);
+    await sink.write(bitmap, at);
+    return at + BITMAP_SIZE;
+  }, (buf, off) => sink.write(buf, off), sink.name);
   let done = false;
   return {
-    writeData: (offset, data) => stream.write(offset, data),
+    writeData: (offset, data) => placer.place(offset, data),
     async finish() {
       if (done) return;
       done = true;
-      await stream.finish();
       const footer = footerFor(DISK_DYNAMIC, FOOTER_SIZE);
       await sink.write(bat, batOffset);
       await sink.write(buildDynamicHeader({ tableOffset: batOffset, maxTableEntries: entries, blockSize: VPC_BLOCK_SIZE }), FOOTER_SIZE);
