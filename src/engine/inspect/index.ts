@@ -2,7 +2,7 @@
 // following any reference named inside the image. Used by the image service while an
 // upload streams in (StreamInspector) and by `imgport inspect` (inspectFile).
 import { FileSource } from '../io/file.js';
-import { InvalidArgument } from '../errors.js';
+import { InvalidArgument, UnsafeImage } from '../errors.js';
 import { analyze, computeNeed } from './detect.js';
 import { type Finding, type InspectOptions, type InspectVerdict, type ResolvedOptions, resolveOptions, Report } from './types.js';
 import { type ImageView, HEAD_MIN, TAIL_BYTES } from './view.js';
@@ -25,6 +25,48 @@ export function engineToGlanceFormat(format: string): string {
   if (format === 'vpc') return 'vhd';
   if (format === 'parallels') return 'ploop';
   return format;
+}
+
+/** Every finding code the inspector emits, with what it means (unsafe unless noted). */
+export const FINDING_CODES: Readonly<Record<string, string>> = {
+  'backing-file': 'the image has a backing file or parent (qcow2, qcow, QED, VMDK parentFileNameHint), or an allowed one with a dangerous name',
+  'data-file': 'qcow2 external data file (incompatible bit 2 or a data-file extension)',
+  'vmdk-extent': 'the VMDK names an extent other than its own data (flat/sparse extents of other files, paths, zero-capacity redirect)',
+  'vmdk-create-type': 'VMDK createType outside the allow-list, or missing',
+  'differencing': 'VHD/VHDX/VDI differencing image or parent locator',
+  'virtual-size-too-large': 'virtual size above maxVirtualSize',
+  'table-outside-file': 'a table or data block the headers name lies beyond the end of the file',
+  'size-mismatch': 'the headers claim more data than the tables or the file can hold',
+  'unknown-incompatible-features': 'feature bits, regions or metadata items this inspector does not know and a reader must understand',
+  'corrupt': 'qcow2 corrupt bit set',
+  'invalid-header': 'a header field outside what any reader accepts',
+  'bad-magic': 'a signature the format requires is missing',
+  'bad-checksum': 'a header checksum does not match',
+  'truncated': 'a structure the format requires at the end of the file is missing',
+  'header-cut-short': 'the file ends inside the header',
+  'format-mismatch': 'the content is not the declared disk format',
+  'gpt-mbr': 'a raw image whose MBR/GPT partition table has absurd fields',
+  'polyglot': 'the bytes are valid as more than one format',
+  'compressed': 'a compressed stream: its content cannot be judged without decompression',
+  'archive': 'a tar/OVA archive: its members must be inspected one by one',
+  'unsupported-format': 'a format qemu would open by content that is not accepted (QED, LUKS, bochs, cloop, DMG)',
+  'internal-error': 'the inspector failed on this input (a bug); refused to be safe',
+  // Informational (unsafe: false):
+  'dirty': 'qcow2 dirty bit (refcounts may need repair)',
+  'encrypted': 'the image is encrypted',
+  'unknown-extension': 'an unknown qcow2 header extension (ignored, as qemu does)',
+  'backing-format': 'a backing format recorded without a backing file',
+  'log-replay': 'the VHDX log needs replaying',
+  'iso-short': 'the ISO volume descriptor claims more blocks than the file holds',
+  'no-extents': 'a VMDK descriptor without extents',
+  'vhd-fixed-as-raw': 'a fixed VHD declared as raw',
+};
+
+/** Throws UnsafeImage naming the unsafe findings of a verdict; returns it when safe. */
+export function assertSafe(verdict: InspectVerdict, file?: string): InspectVerdict {
+  if (verdict.safe) return verdict;
+  const reasons = verdict.findings.filter((f) => f.unsafe).map((f) => `${f.code}: ${f.message}`);
+  throw new UnsafeImage(`refused (${verdict.format}): ${reasons.join('; ')}`, { file });
 }
 
 /** Formats the inspector may report besides the Glance ones. */

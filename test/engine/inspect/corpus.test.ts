@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateCorpus, rng, type CorpusCase } from '../../fixtures-gen/hostile.js';
-import { inspectFile, StreamInspector, type InspectOptions, type InspectVerdict } from '../../../src/engine/inspect/index.js';
+import { FINDING_CODES, inspectFile, StreamInspector, type InspectOptions, type InspectVerdict } from '../../../src/engine/inspect/index.js';
 
 let dir: string;
 let cases: CorpusCase[];
@@ -49,6 +49,7 @@ test('hostile images are refused with the named reasons', async () => {
     const codes = v.findings.filter((f) => f.unsafe).map((f) => f.code);
     for (const code of c.codes ?? []) assert.ok(codes.includes(code), `${c.name}: expected '${code}', got ${show(v)}`);
     assert.ok(!codes.includes('internal-error'), `${c.name}: ${show(v)}`);
+    for (const f of v.findings) assert.ok(f.code in FINDING_CODES, `${c.name}: undocumented code ${f.code}`);
   }
 });
 

@@ -2,7 +2,7 @@
 // mapping and declared formats, reference-name rules, descriptor parsing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamInspector, engineToGlanceFormat, glanceToEngineFormat } from '../../../src/engine/inspect/index.js';
+import { FINDING_CODES, StreamInspector, assertSafe, engineToGlanceFormat, glanceToEngineFormat } from '../../../src/engine/inspect/index.js';
 import { HEAD_CAP, TAIL_BYTES } from '../../../src/engine/inspect/view.js';
 import { dangerousName, isBareName } from '../../../src/engine/inspect/refs.js';
 import { parseDescriptor } from '../../../src/engine/inspect/formats/vmdk.js';
@@ -140,4 +140,13 @@ test('an L1 table naming one big L2 table thousands of times is checked in linea
   const v = s.finish();
   assert.equal(v.format, 'qcow2');
   assert.equal(v.safe, false, JSON.stringify(v)); // the refcount table overlaps the L1 table's cluster: misaligned
+});
+
+test('assertSafe throws UnsafeImage with the reasons; every emitted code is documented', () => {
+  const h = qcow2Header(1n << 50n, 0x20000n, 2);
+  const v = inspectBytes(h).verdict;
+  assert.throws(() => assertSafe(v, 'x.qcow2'), (e: Error & { code?: string }) => e.code === 'UNSAFE_IMAGE' && /virtual-size-too-large/.test(e.message));
+  const ok = inspectBytes(Buffer.alloc(4096)).verdict;
+  assert.equal(assertSafe(ok), ok);
+  for (const f of v.findings) assert.ok(f.code in FINDING_CODES, f.code);
 });
