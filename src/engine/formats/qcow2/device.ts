@@ -255,7 +255,6 @@ export class Qcow2Device implements BlockDevice {
     const info: DeviceInfo = {
       clusterSize: h.clusterSize,
       dirty: (h.incompatible & INCOMPAT_DIRTY) !== 0,
-      encrypted: false,
       formatSpecific: { type: 'qcow2', data },
       snapshots: this.snapshotEntries.map(snapshotInfo),
     };

@@ -1,7 +1,7 @@
 // Refcount table and blocks: reading entries of any width (1..64 bits), and, for
 // writable images, updating them and allocating clusters at the end of the file.
 
-import { CorruptImage } from '../../errors.js';
+import { CorruptImage, UnsupportedFeature } from '../../errors.js';
 import type { ByteSource } from '../../io/source.js';
 import type { HostFile } from './hostfile.js';
 import { TWO32 } from './constants.js';
@@ -110,7 +110,7 @@ export class Refcounts {
    * Writes through to `io` immediately.
    */
   async set(io: HostFile, cluster: number, v: number, onTableMoved: (offset: number, clusters: number) => Promise<void>): Promise<void> {
-    if (v > this.max) throw new CorruptImage(`refcount overflow for cluster ${cluster} (max ${this.max})`, { file: this.file });
+    if (v > this.max) throw new UnsupportedFeature(`refcount overflow for cluster ${cluster} (refcount_bits=${1 << this.order} allows at most ${this.max})`, { file: this.file });
     const ti = Math.floor(cluster / this.perBlock);
     if (ti >= this.tableEntries) {
       if (v === 0) return;

@@ -327,6 +327,36 @@ export class Writer {
 
   // ---- snapshots -------------------------------------------------------------
 
+  /** Refuses (before changing anything) when one more reference to a tree would overflow refcount_bits. */
+  private async checkHeadroom(l1: Uint8Array): Promise<void> {
+    const map = this.dev.map, dv = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
+    const adds = new Map<number, number>();
+    const add = (c: number) => adds.set(c, (adds.get(c) ?? 0) + 1);
+    for (let li = 0; li < l1.length / 8; li++) {
+      const off = l1EntryOffset(dv.getUint32(li * 8), dv.getUint32(li * 8 + 4));
+      if (off === 0) continue;
+      add(off / this.cs);
+      const t = await map.loadL2(off);
+      for (let k = 0; k < map.l2Entries; k++) {
+        const idx = k * map.entryBytes;
+        const hi = t.dv.getUint32(idx), lo = t.dv.getUint32(idx + 4);
+        if (hi & HI_COMPRESSED) {
+          const { coff, sectors } = compressedDesc(hi, lo, this.dev.h.clusterBits);
+          const start = coff - (coff % 512);
+          for (let c = Math.floor(start / this.cs); c <= Math.floor((start + sectors * 512 - 1) / this.cs); c++) add(c);
+          continue;
+        }
+        const host = (hi & 0x00ffffff) * TWO32 + ((lo & 0xfffffe00) >>> 0);
+        if (host) add(host / this.cs);
+      }
+    }
+    for (const [c, n] of adds) {
+      if ((await this.refs.get(c)) + n > this.refs.max) {
+        throw new UnsupportedFeature(`refcount_bits=${1 << this.dev.h.refcountOrder} cannot count another reference to cluster ${c}; this image cannot hold more snapshots`, { file: this.dev.name });
+      }
+    }
+  }
+
   /** Adds `addend` to the refcount of every L2 table and cluster reachable from an L1 table. */
   private async updateTree(l1: Uint8Array, addend: number): Promise<void> {
     const map = this.dev.map, dv = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
@@ -416,6 +446,7 @@ export class Writer {
     if (dev.snapshotEntries.some((s) => s.name === name)) throw new Conflict(`snapshot '${name}' already exists`, { file: dev.name });
     if (dev.snapshotEntries.length >= 65536) throw new UnsupportedFeature('too many snapshots', { file: dev.name });
     const l1 = map.l1.slice();
+    await this.checkHeadroom(l1);
     const clusters = Math.ceil(l1.length / this.cs);
     const l1Off = clusters ? await this.alloc(clusters) : 0;
     if (clusters) {
@@ -442,6 +473,7 @@ export class Writer {
     const dev = this.dev, map = dev.map;
     const snapL1 = new Uint8Array(e.l1Size * 8);
     if (snapL1.length && await this.io.read(snapL1, e.l1TableOffset) !== snapL1.length) throw new CorruptImage('snapshot L1 table is truncated', { file: dev.name, offset: e.l1TableOffset });
+    await this.checkHeadroom(snapL1);
     if (e.l1Size > map.l1Size) await this.growL1(e.l1Size);
     // Take the new references before dropping the old ones so shared clusters never hit zero.
     await this.updateTree(snapL1, 1);

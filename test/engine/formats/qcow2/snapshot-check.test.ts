@@ -244,3 +244,15 @@ test('persistent bitmaps are counted by check; writing drops them consistently',
   assert.equal(r2.leaks, after.leaks ?? 0);
   assert.ok(r2.leaks > 0);
 });
+
+test('snapshots that would overflow refcount_bits=1 are refused before anything changes', { skip }, async () => {
+  const img = path.join(dir, 'rc1.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-o', 'refcount_bits=1', img, '4M');
+  qemuIo(img, 'write -P 1 0 1M');
+  const before = fs.readFileSync(img);
+  const dev = await openImage(img, { writable: true });
+  await assert.rejects(dev.snapshots!.create('s'), { code: 'UNSUPPORTED', message: /refcount_bits=1/ });
+  await dev.close();
+  assert.ok(fs.readFileSync(img).equals(before));
+  clean(img);
+});
