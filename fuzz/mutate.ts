@@ -49,7 +49,7 @@ function fixChecksums(b: Buffer): void {
     for (let i = o; i < o + len; i++) s += b[i]!;
     b.writeUInt32BE((~s) >>> 0, o + at);
   };
-  if (b.toString('latin1', 0, 8) === 'conectix') {
+  if (b.length >= 512 && b.toString('latin1', 0, 8) === 'conectix') {
     vhd(0, 64, 512);
     const d = Number(b.readBigUInt64BE(16) & 0xffffffffn);
     if (d + 1024 <= b.length && b.toString('latin1', d, d + 8) === 'cxsparse') vhd(d, 36, 1024);
@@ -101,10 +101,10 @@ export function mutate(seeds: Seeds, recipe: Recipe): Buffer {
     const op = r();
     if (op < 0.08) {
       // Text edit of a descriptor (text VMDK or the one embedded in a sparse VMDK).
-      const start = b.toString('latin1', 0, 4) === 'KDMV' ? Number(b.readBigUInt64LE(28) & 0xffffn) * 512 : 0;
+      const start = b.length >= 36 && b.toString('latin1', 0, 4) === 'KDMV' ? Number(b.readBigUInt64LE(28) & 0xffffn) * 512 : 0;
       const text = b.toString('latin1', start, Math.min(b.length, start + 4096));
       const words = [...text.matchAll(/[A-Za-z0-9_."\/=]+/g)];
-      if (words.length === 0) continue;
+      if (words.length === 0 || start >= b.length) continue;
       const w = words[Math.floor(r() * words.length)]!;
       const rep = DESC_WORDS[Math.floor(r() * DESC_WORDS.length)]!;
       const edited = text.slice(0, w.index!) + rep + text.slice(w.index! + w[0].length);

@@ -10,10 +10,11 @@ const { seedsDir, names, workDir, readers } = workerData as { seedsDir: string; 
 const seeds: Seeds = names.map((name) => ({ name, bytes: fs.readFileSync(path.join(seedsDir, name)) }));
 
 parentPort!.on('message', async (recipe: Recipe) => {
-  const bytes = mutate(seeds, recipe);
   const file = path.join(workDir, `input-${recipe.rng}.img`);
-  fs.writeFileSync(file, bytes);
+  let bytes: Buffer = Buffer.alloc(0);
   try {
+    bytes = mutate(seeds, recipe);
+    fs.writeFileSync(file, bytes);
     const failures = await runInspector(bytes, file, recipe.rng);
     if (readers) failures.push(...await runReader(file, recipe.rng));
     parentPort!.postMessage({ recipe, failures, size: bytes.length, opened: { ...openedFormats } });
