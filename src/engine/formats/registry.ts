@@ -4,6 +4,7 @@ import { raw } from './raw/index.js';
 import { vpcFormat } from './vpc/index.js';
 import { vmdkFormat } from './vmdk/index.js';
 import { gzipFormat, xzFormat, zstdFormat, bzip2Format } from './compressed/index.js';
+import { ovaFormat } from './ova/index.js';
 import { qcow2 } from './qcow2/index.js';
 import { vdiFormat } from './vdi/index.js';
 import { vhdxFormat } from './vhdx/index.js';
@@ -15,6 +16,7 @@ export const formats: FormatDriver[] = [
   vpcFormat,
   vmdkFormat,
   gzipFormat, xzFormat, zstdFormat, bzip2Format,
+  ovaFormat,
   qcow2,
   vdiFormat,
   vhdxFormat,
