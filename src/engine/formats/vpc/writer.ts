@@ -21,6 +21,7 @@ export function boolOpt(v: string | undefined, name: string): boolean {
 
 /** Disk size and geometry a new image gets (qemu's rules: CHS-rounded unless force_size). */
 export function vpcLayout(virtualSize: number, options: Record<string, string>) {
+  for (const k of Object.keys(options)) if (k !== 'subformat' && k !== 'force_size') throw new InvalidArgument(`unknown vpc option '${k}'`);
   const sub = options.subformat ?? 'dynamic';
   if (sub !== 'dynamic' && sub !== 'fixed') throw new InvalidArgument(`subformat must be dynamic or fixed, not '${sub}'`);
   const forceSize = boolOpt(options.force_size, 'force_size');
