@@ -412,6 +412,15 @@ export function generateCorpus(dir: string): CorpusCase[] {
   });
   add({ name: 'streamOptimized with its grain directory named in a valid footer (VMware style)', file: p('stream-footer-ok.vmdk'), safe: true, format: 'vmdk' });
 
+  fs.writeFileSync(p('odd.raw'), Buffer.alloc(1000, 0x61));
+  add({ name: 'raw of 1000 bytes (virtual size rounded to sectors like qemu)', file: p('odd.raw'), safe: true, format: 'raw', qemuFormat: 'raw' });
+  fs.copyFileSync(p('ok-sparse.vmdk'), p('hint-in-comment.vmdk'));
+  embedded(p('hint-in-comment.vmdk'), (t) => t.replace('# Extent description', '# Extent parentFileNameHint="/etc/passwd"'));
+  add({ name: 'vmdk with parentFileNameHint inside a comment (qemu finds it with strstr; found by differential fuzzing)', file: p('hint-in-comment.vmdk'), safe: false, format: 'vmdk', codes: ['backing-file'], names: ['/etc/passwd'] });
+  fs.copyFileSync(p('ok-sparse.vmdk'), p('createtype-in-comment.vmdk'));
+  embedded(p('createtype-in-comment.vmdk'), (t) => t.replace('# Disk DescriptorFile', '# Disk DescriptorFile createType="monolithicFlat"'));
+  add({ name: 'vmdk whose first createType (in a comment) is not allowed', file: p('createtype-in-comment.vmdk'), safe: false, format: 'vmdk', codes: ['vmdk-create-type'] });
+
   fs.rmSync(p('data.raw'));
   return cases;
 }

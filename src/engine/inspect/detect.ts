@@ -43,7 +43,8 @@ export function analyze(v: ImageView, opts: ResolvedOptions): Report {
     if (primary) primary.inspect(v, r);
     else {
       r.format = 'raw';
-      r.setVirtualSize(v.size);
+      // qemu (and the engine's raw driver) round a raw file up to whole sectors.
+      r.setVirtualSize(Math.ceil(v.size / 512) * 512);
       checkPartitions(v, r);
     }
   } catch (err) {

@@ -20,7 +20,7 @@ export const iso: FormatChecker = {
   inspect(v, r) {
     r.format = 'iso';
     // The guest sees the whole file as a raw disk, like qemu does.
-    r.setVirtualSize(v.size);
+    r.setVirtualSize(Math.ceil(v.size / 512) * 512);
     const pvd = DESCRIPTORS;
     if (bytesEq(v.head, pvd + 1, 'CD001') && v.head[pvd] === 1 && has(v.head, pvd, 2048)) {
       const blocks = u32le(v.head, pvd + 80);

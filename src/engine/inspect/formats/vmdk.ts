@@ -16,14 +16,32 @@ export interface Descriptor {
   createType?: string;
   parentCID?: string;
   parentFileNameHint?: string;
+  /** createType as qemu reads it: the first occurrence of the word anywhere, comments included. */
+  qemuCreateType?: string;
   extents: Array<{ access: string; sectors: number; type: string; file?: string; line: string }>;
   bad: string[];
+}
+
+/**
+ * qemu's way of reading a descriptor value: strstr() for the name anywhere in the text
+ * (inside comments and other values too), skip two characters (`="`), read to the next
+ * quote. undefined when the name does not occur.
+ */
+export function qemuValue(text: string, name: string): string | undefined {
+  const i = text.indexOf(name);
+  if (i < 0) return undefined;
+  const start = i + name.length + 2;
+  const end = text.indexOf('"', start);
+  return text.slice(start, end < 0 ? Math.min(text.length, start + 512) : end);
 }
 
 export function parseDescriptor(text: string): Descriptor {
   const d: Descriptor = { extents: [], bad: [] };
   const nul = text.indexOf('\0');
   if (nul >= 0) text = text.slice(0, nul);
+  d.qemuCreateType = qemuValue(text, 'createType');
+  // qemu opens a parent whenever the word occurs, even in a comment: so do we judge.
+  const hint = qemuValue(text, 'parentFileNameHint');
   const lines = text.split(/\r?\n/);
   for (let raw of lines.slice(0, 10000)) {
     raw = raw.trim();
@@ -45,15 +63,19 @@ export function parseDescriptor(text: string): Descriptor {
     // line that looks like an access mode with a bad shape is worth naming.
     if (/^(RW|RDONLY|NOACCESS)\b/.test(raw)) d.bad.push(raw);
   }
+  if (d.parentFileNameHint === undefined && hint !== undefined) d.parentFileNameHint = hint;
   return d;
 }
 
 /** Shared descriptor rules; `embedded` is true for the descriptor inside a sparse file. */
 function checkDescriptor(r: Report, d: Descriptor, embedded: boolean, offset: number): void {
-  r.subformat = d.createType;
+  r.subformat = d.qemuCreateType ?? d.createType;
   if (d.createType === undefined) r.unsafe('vmdk-create-type', 'the descriptor has no createType', offset);
-  else if (!r.opts.allowedVmdkCreateTypes.includes(d.createType)) {
-    r.unsafe('vmdk-create-type', `createType '${printable(d.createType, 64)}' is not allowed (allowed: ${r.opts.allowedVmdkCreateTypes.join(', ')})`, offset);
+  // Both readings must be allowed: the line-by-line one and qemu's first-occurrence one.
+  for (const t of new Set([d.createType, d.qemuCreateType])) {
+    if (t !== undefined && !r.opts.allowedVmdkCreateTypes.includes(t)) {
+      r.unsafe('vmdk-create-type', `createType '${printable(t, 64)}' is not allowed (allowed: ${r.opts.allowedVmdkCreateTypes.join(', ')})`, offset);
+    }
   }
   for (const bad of d.bad) r.unsafe('vmdk-extent', `unparseable extent line '${printable(bad, 200)}'`, offset);
   const refs = d.extents.filter((e) => e.type !== 'ZERO');
@@ -162,6 +184,15 @@ function inspectSparse(v: ImageView, r: Report): void {
     }
   }
   if (!desc) r.unsafe('vmdk-create-type', 'sparse VMDK without an embedded descriptor', 28);
+  // qemu looks for the parent name at offset 512 (10 KiB), whatever desc_offset says.
+  const fixedArea = slice(v, 512, Math.min(10240, v.size - 512));
+  if (fixedArea && (h.descOffset !== 1 || !desc?.parentFileNameHint)) {
+    const hint = qemuValue(ascii(fixedArea, 0, fixedArea.length).split('\0')[0]!, 'parentFileNameHint');
+    if (hint !== undefined) {
+      r.backingFile = printable(hint);
+      if (!r.opts.allowBackingFile || dangerousName(hint)) r.unsafe('backing-file', `the VMDK names a parent '${printable(hint)}' at offset 512, where qemu looks for it`, 512);
+    }
+  }
   if (h.capacity === 0 && desc) {
     // qemu then opens the embedded descriptor as if it were a descriptor file, extents and all.
     r.unsafe('vmdk-extent', 'zero-capacity sparse header: qemu would follow the embedded descriptor\'s extents instead', 12);
