@@ -19,3 +19,12 @@ export class StorageFull extends ImgportError {
 export class RangeNotSatisfiable extends ImgportError {
   constructor(message: string) { super('INVALID_ARGUMENT', message); }
 }
+
+/**
+ * Marks an error whose text Glance passes to webob as the "detail" (after the status's
+ * stock explanation) rather than as the explanation; the HTTP layer renders it so.
+ */
+export function asDetail<E extends Error>(e: E): E {
+  (e as E & { glanceDetail?: boolean }).glanceDetail = true;
+  return e;
+}

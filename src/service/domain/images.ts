@@ -8,6 +8,7 @@ import type { ImageRecord, ListQuery } from '../db/repo.js';
 import type { ImageRow } from '../db/schema.js';
 import type { RequestContext } from './context.js';
 import { canSee, enforce, enforceCreate, enforceList, notFound } from './policy.js';
+import { asDetail } from './errors.js';
 import { checkImageCount, checkProperties, checkTags } from './quotas.js';
 import { now, type Service } from './service.js';
 
@@ -137,13 +138,13 @@ export async function updateImage(svc: Service, ctx: RequestContext, id: string,
     const key = ch.path;
     const isCore = (CORE_WRITABLE as readonly string[]).includes(key);
     if (ch.op === 'remove') {
-      if (isCore) throw new Forbidden(`Property ${key} may not be removed.`);
-      if (!(key in next.properties)) throw new Conflict(`Property ${key} does not exist.`);
+      if (isCore) throw asDetail(new Forbidden(`Property ${key} may not be removed.`));
+      if (!(key in next.properties)) throw asDetail(new Conflict(`Property ${key} does not exist.`));
       delete next.properties[key];
       continue;
     }
     if (isCore) {
-      if (key === 'owner' && !ctx.isAdmin) throw new Forbidden("Owner can't be updated by non admin.");
+      if (key === 'owner' && !ctx.isAdmin) throw asDetail(new Forbidden("Owner can't be updated by non admin."));
       if ((key === 'disk_format' || key === 'container_format') && next.status !== 'queued' && next.status !== 'importing' && ch.value !== (next as any)[key]) {
         throw new Forbidden(`Attribute ${key} can be only replaced for a queued image.`);
       }
@@ -154,7 +155,7 @@ export async function updateImage(svc: Service, ctx: RequestContext, id: string,
       (set as any)[key] = v;
       continue;
     }
-    if (ch.op === 'replace' && !(key in next.properties)) throw new Conflict(`Property ${key} does not exist.`);
+    if (ch.op === 'replace' && !(key in next.properties)) throw asDetail(new Conflict(`Property ${key} does not exist.`));
     next.properties[key] = ch.value as string;
   }
   checkProperties(svc, Object.keys(next.properties).length, Object.keys(img.properties).length);

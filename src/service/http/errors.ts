@@ -41,19 +41,29 @@ function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
+/** webob's stock explanations, shown before a "detail" message. */
+const STOCK: Record<number, string> = {
+  403: 'Access was denied to this resource.',
+  404: 'The resource could not be found.',
+  409: 'There was a conflict when trying to complete your request.',
+  413: 'The body of your request was too large for this server.',
+};
+
 /** Renders like webob's HTTPException for the request's Accept header. */
-export function renderError(status: number, explanation: string, accept: string | undefined): { type: string; body: string } {
+export function renderError(status: number, explanation: string, accept: string | undefined, detail = false): { type: string; body: string } {
   const title = TITLES[status] ?? 'Error';
   const code = `${status} ${title}`;
   const a = accept ?? '';
+  const expl = detail ? STOCK[status] ?? '' : explanation;
+  const det = detail ? explanation : '';
   if (a.includes('html') || a.includes('*/*')) {
-    const body = `<html>\n <head>\n  <title>${code}</title>\n </head>\n <body>\n  <h1>${code}</h1>\n  ${escapeHtml(explanation)}<br /><br />\n\n\n\n </body>\n</html>`;
+    const body = `<html>\n <head>\n  <title>${code}</title>\n </head>\n <body>\n  <h1>${code}</h1>\n  ${escapeHtml(expl)}<br /><br />\n${escapeHtml(det)}\n\n\n </body>\n</html>`;
     return { type: 'text/html; charset=UTF-8', body };
   }
   if (a.includes('json')) {
-    return { type: 'application/json', body: JSON.stringify({ message: `${explanation}<br /><br />\n\n\n`, code, title }) };
+    return { type: 'application/json', body: JSON.stringify({ message: `${expl}<br /><br />\n${det}\n\n`, code, title }) };
   }
-  return { type: 'text/plain; charset=UTF-8', body: `${code}\n\n${explanation}\n\n   ` };
+  return { type: 'text/plain; charset=UTF-8', body: `${code}\n\n${expl}\n${det}\n\n   ` };
 }
 
 export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
@@ -68,7 +78,8 @@ export function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown
   const fst = err as { code?: string };
   if (fst?.code === 'FST_ERR_CTP_BODY_TOO_LARGE') message = 'Request Entity Too Large';
   if (typeof fst?.code === 'string' && fst.code.startsWith('FST_ERR_CTP_INVALID_MEDIA_TYPE')) message = `The request media type ${req.headers['content-type'] ?? ''} is not supported by this server.`;
-  const { type, body } = renderError(status, message, req.headers.accept);
+  const detail = status !== 500 && (err as { glanceDetail?: boolean })?.glanceDetail === true;
+  const { type, body } = renderError(status, message, req.headers.accept, detail);
   if (err instanceof HttpError) for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
   return reply.code(status).type(type).send(body);
 }

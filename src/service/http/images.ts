@@ -7,6 +7,7 @@ import type { ColumnFilter, Cmp } from '../db/repo.js';
 import type { ImageRow } from '../db/schema.js';
 import { contextFor } from './context.js';
 import { HttpError } from './errors.js';
+import { asDetail } from '../domain/errors.js';
 import { mediaType, readJson } from './body.js';
 import { imageView } from './serialize.js';
 import { IMAGE_PROPERTIES, violation } from './schemas.js';
@@ -43,7 +44,7 @@ export function parseCreate(body: unknown): images.CreateInput {
     if (k === 'id') { input.id = (v as string).toLowerCase(); continue; }
     if ((images.CORE_WRITABLE as readonly string[]).includes(k)) { (input as any)[k] = v; continue; }
     if (k.length > 255) throw new HttpError(400, 'Custom property should not be greater than 255 characters.');
-    if (reserved(k)) throw new HttpError(403, `Attribute '${k}' is reserved.`);
+    if (reserved(k)) throw asDetail(new HttpError(403, `Attribute '${k}' is reserved.`));
     if (v === null) continue; // nullable extra props (kernel_id...) stored as absent
     input.properties[k] = v as string;
   }
