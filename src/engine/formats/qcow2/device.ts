@@ -294,4 +294,3 @@ async function readBacking(backing: BlockDevice, part: Uint8Array, pos: number):
   if (avail < part.length) part.fill(0, avail);
 }
 
-export { SEG_UNALLOC };

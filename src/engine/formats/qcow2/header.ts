@@ -5,8 +5,8 @@
 import { CorruptImage, UnsupportedFeature } from '../../errors.js';
 import {
   QCOW2_MAGIC, V2_HEADER_LENGTH, V3_HEADER_LENGTH, MIN_CLUSTER_BITS, MAX_CLUSTER_BITS,
-  INCOMPAT_KNOWN, INCOMPAT_COMPRESSION, INCOMPAT_EXTL2, INCOMPAT_DATA_FILE, INCOMPAT_DIRTY, INCOMPAT_CORRUPT,
-  EXT_END, EXT_BACKING_FORMAT, EXT_FEATURE_TABLE, EXT_DATA_FILE, EXT_CRYPTO, EXT_BITMAPS,
+  INCOMPAT_KNOWN, INCOMPAT_COMPRESSION, INCOMPAT_EXTL2, INCOMPAT_DIRTY,
+  EXT_END, EXT_BACKING_FORMAT, EXT_FEATURE_TABLE, EXT_DATA_FILE,
   MAX_L1_BYTES, MAX_REFTABLE_BYTES, MAX_SNAPSHOTS, MAX_BACKING_NAME, MAX_SAFE_OFFSET, TWO32,
   COMPRESSION_ZLIB, COMPRESSION_ZSTD, COMPAT_LAZY_REFCOUNTS, V3_HEADER_WRITE_LENGTH,
 } from './constants.js';
@@ -207,7 +207,6 @@ function parseExtensions(h: Qcow2Header, head: Uint8Array, dv: DataView, file: s
     switch (type) {
       case EXT_BACKING_FORMAT: h.backingFormat = decoder.decode(data); break;
       case EXT_DATA_FILE: h.dataFile = decoder.decode(data); break;
-      case EXT_CRYPTO: h.otherExtensions.push({ type, data }); break;
       default: h.otherExtensions.push({ type, data });
     }
     off = off + 8 + Math.ceil(len / 8) * 8;
@@ -307,4 +306,3 @@ export function compressionName(t: number): 'zlib' | 'zstd' {
   return t === COMPRESSION_ZSTD ? 'zstd' : 'zlib';
 }
 
-export { INCOMPAT_DATA_FILE, INCOMPAT_DIRTY, INCOMPAT_CORRUPT, INCOMPAT_EXTL2, EXT_BITMAPS };

@@ -212,3 +212,18 @@ test('bad input gives CorruptImage / UnsupportedFeature naming the file', { skip
   patch(l2mis, l2off, [0x80, 0, 0, 0, 0, 0, 0x02, 0]);
   await expectError(l2mis, 'CORRUPT_IMAGE', /misaligned/, true);
 });
+
+test('extended L2 overlay: unallocated subclusters fall through to the backing file', { skip }, async () => {
+  const base = path.join(dir, 'xbase.qcow2'), top = path.join(dir, 'xtop.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', base, '4M');
+  qemuIo(base, 'write -P 0x0b 0 4M');
+  qemuImg('create', '-q', '-f', 'qcow2', '-o', 'extended_l2=on,cluster_size=64k', '-b', 'xbase.qcow2', '-F', 'qcow2', top, '4M');
+  qemuIo(top, 'write -P 0x0c 2k 2k', 'write -z 64k 4k', 'write -P 0x0d 1M 70k', 'write -z 2M 64k');
+  const raw = path.join(dir, 'xtop.raw');
+  qemuImg('convert', '-O', 'raw', top, raw);
+  const dev = await openImage(top);
+  try {
+    await assertSameAsRaw(dev, raw, 1 << 20);
+    await assertMapMatches(dev, top);
+  } finally { await dev.close(); }
+});
