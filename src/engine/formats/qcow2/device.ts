@@ -231,6 +231,7 @@ export class Qcow2Device implements BlockDevice {
       if (this.h.incompatible & INCOMPAT_DIRTY) {
         const { checkImage } = await import('./check.js');
         await checkImage(this, 'all', this.writer);
+        await this.writer.clearDirty();
       }
       return this.writer;
     })();
