@@ -164,8 +164,20 @@ export abstract class TableDevice implements BlockDevice {
       } else {
         const h = this.blockHost(bi);
         const kind: ExtentKind = h >= 0 ? 'data' : h === ZERO ? 'zero' : 'unallocated';
-        const out = push(h >= 0 ? { offset: g, length: n, kind, hostOffset: h + inBlock } : { offset: g, length: n, kind });
+        // Extend over following blocks of the same kind (host-contiguous for data) without
+        // an object per block: a 64 TiB disk has tens of millions of blocks.
+        let len = n;
+        let nb = bi + 1;
+        while (g + len < end && !this.isPartial(nb)) {
+          const x = this.blockHost(nb);
+          if (h >= 0 ? x !== h + (nb - bi) * bs : x !== h) break;
+          len += Math.min(bs, end - (g + len));
+          nb++;
+        }
+        const out = push(h >= 0 ? { offset: g, length: len, kind, hostOffset: h + inBlock } : { offset: g, length: len, kind });
         if (out) yield out;
+        g += len;
+        continue;
       }
       g += n;
     }
