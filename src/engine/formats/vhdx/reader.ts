@@ -217,7 +217,10 @@ function parentNames(p: Map<string, string> | undefined): string[] {
     const v = p.get(k);
     if (v) names.push(v.replace(/\\/g, '/').replace(/^\.\//, ''));
   }
-  return names;
+  // Chains copied off Windows: the parent usually sits next to the child (the policy
+  // still vets it and parent_linkage must match).
+  for (const n of [...names]) names.push(n.slice(n.lastIndexOf('/') + 1));
+  return [...new Set(names.filter((n) => n.length > 0))];
 }
 
 async function openParent(f: string, names: string[], loc: Map<string, string>, ctx: OpenContext): Promise<BlockDevice> {
@@ -227,7 +230,7 @@ async function openParent(f: string, names: string[], loc: Map<string, string>, 
     try {
       parent = await ctx.openReference(n, f, undefined, 'parent');
     } catch (err) {
-      if (err instanceof ImgportError && err.code === 'NOT_FOUND') { first ??= err; continue; }
+      if (err instanceof ImgportError && (err.code === 'NOT_FOUND' || err.code === 'UNSAFE_IMAGE')) { first ??= err; continue; }
       throw err;
     }
     // parent_linkage names the parent's data write GUID; a mismatch means the parent changed.

@@ -118,7 +118,10 @@ async function parentCandidates(src: ByteSource, hdr: DynamicHeader): Promise<st
   out.sort((a, b) => a[0] - b[0]);
   const names = out.map((x) => x[1]);
   if (hdr.parentName) names.push(hdr.parentName.replace(/\\/g, '/'));
-  return [...new Set(names)];
+  // Chains copied off Windows: the absolute paths no longer apply, but the parent usually
+  // sits next to the child. The policy still vets it and the unique id must match.
+  for (const n of [...names]) names.push(n.slice(n.lastIndexOf('/') + 1));
+  return [...new Set(names.filter((n) => n.length > 0))];
 }
 
 async function parentName(src: ByteSource, hdr: DynamicHeader): Promise<string> {
@@ -135,8 +138,8 @@ async function openParent(src: ByteSource, hdr: DynamicHeader, ctx: OpenContext)
     try {
       parent = await ctx.openReference(n, src.name, undefined, 'parent');
     } catch (err) {
-      // Try the next locator only when this one names a file that is not there.
-      if (err instanceof ImgportError && err.code === 'NOT_FOUND') { first ??= err; continue; }
+      // Try the next locator when this one is missing or refused (every one goes through the policy).
+      if (err instanceof ImgportError && (err.code === 'NOT_FOUND' || err.code === 'UNSAFE_IMAGE')) { first ??= err; continue; }
       throw err;
     }
     const pid = (parent as Partial<DynamicVhd>).uniqueId;

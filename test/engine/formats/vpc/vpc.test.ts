@@ -141,7 +141,7 @@ function be32(b: Buffer, at: number, v: number) { b.writeUInt32BE(v >>> 0, at); 
 function be64(b: Buffer, at: number, v: number) { b.writeBigUInt64BE(BigInt(v), at); }
 
 /** A differencing VHD over `parent` holding `sectors` (sector number -> fill byte), block size 2 MiB. */
-function makeDifferencing(file: string, parent: string, parentLocator: string, sectors: Map<number, number>) {
+function makeDifferencing(file: string, parent: string, parentLocator: string, sectors: Map<number, number>, parentName = path.basename(parent), code = 'W2ru') {
   const pf = fs.readFileSync(parent);
   const pfooter = pf.subarray(pf.length - 512);
   const size = Number(pfooter.readBigUInt64BE(48));
@@ -161,13 +161,13 @@ function makeDifferencing(file: string, parent: string, parentLocator: string, s
   be32(hdr, 28, entries);
   be32(hdr, 32, bs);
   pfooter.copy(hdr, 40, 68, 84); // parent unique id
-  const pname = Buffer.from(path.basename(parent), 'utf16le').swap16();
+  const pname = Buffer.from(parentName, 'utf16le').swap16();
   pname.copy(hdr, 64);
-  const locData = Buffer.from(parentLocator, 'utf16le');
+  const locData = code === 'MacX' ? Buffer.from(parentLocator, 'utf8') : Buffer.from(parentLocator, 'utf16le');
   let next = batAt + batBytes;
   const locAt = next;
   next += 512;
-  hdr.write('W2ru', 576, 'latin1');
+  hdr.write(code, 576, 'latin1');
   be32(hdr, 580, 512);
   be32(hdr, 584, locData.length);
   be64(hdr, 592, locAt);
@@ -232,12 +232,36 @@ test('vpc: differencing chain reads parent where the bitmap says so', async () =
 
     // A chain that loops back to itself is refused, not followed forever.
     const loop = path.join(dir, 'loop.vhd');
-    makeDifferencing(loop, parent, '.\\loop.vhd', new Map([[3, 1]]));
+    makeDifferencing(loop, parent, '.\\loop.vhd', new Map([[3, 1]]), 'loop.vhd');
     await assert.rejects(openImage(loop), (e: unknown) => e instanceof ImgportError && e.code === 'UNSAFE_IMAGE');
     // A parent outside the image's directory is refused by the default policy.
     const esc = path.join(dir, 'escape.vhd');
-    makeDifferencing(esc, parent, '..\\..\\etc\\parent.vhd', new Map([[3, 1]]));
+    makeDifferencing(esc, parent, '..\\..\\etc\\shadow.vhd', new Map([[3, 1]]), '..\\..\\etc\\shadow.vhd');
     await assert.rejects(openImage(esc), (e: unknown) => e instanceof ImgportError && e.code === 'UNSAFE_IMAGE');
+    // Chains copied off Windows: an absolute W2ku path (or a Mac OS X URL) whose parent sits
+    // next to the child is found there; the unique id must still match.
+    for (const [code, loc] of [['W2ku', 'C:\\Hyper-V\\Disks\\parent.vhd'], ['MacX', 'file://localhost/Users/x/parent.vhd']]) {
+      const moved = path.join(dir, `moved-${code}.vhd`);
+      makeDifferencing(moved, parent, loc!, new Map([[3, 0x77]]), 'C:\\Hyper-V\\Disks\\parent.vhd', code);
+      const m = await openImage(moved);
+      try {
+        assert.ok(m.backing, code);
+        const b = Buffer.alloc(2048);
+        await m.read(b, 0);
+        assert.equal(b[0], 0x11);
+        assert.equal(b[3 * 512], 0x77);
+      } finally {
+        await m.close();
+      }
+    }
+    // A parent with another unique id is refused.
+    const other = path.join(dir, 'other.vhd');
+    makeDifferencing(other, parent, 'parent.vhd', new Map([[3, 1]]));
+    const ob = fs.readFileSync(other);
+    ob[512 + 40] ^= 0xff;
+    ob.writeUInt32BE(vhdChecksum(ob.subarray(512, 1536), 36), 512 + 36);
+    fs.writeFileSync(other, ob);
+    await assert.rejects(openImage(other), (e: unknown) => e instanceof ImgportError && e.code === 'CORRUPT_IMAGE');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
