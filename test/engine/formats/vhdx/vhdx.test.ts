@@ -248,6 +248,42 @@ test('vhdx: a dirty log is replayed in memory, never written; a bad log is refus
   }
 });
 
+test('vhdx: 4 KiB logical sectors (Hyper-V can make them; qemu cannot open them) read right', async () => {
+  const dir = tmpDir();
+  try {
+    const f = path.join(dir, '4k.vhdx');
+    qemuImg('create', '-q', '-f', 'vhdx', '-o', 'block_size=1M', f, '16M');
+    qemuIo('vhdx', f, 'write -P 0x5a 4096 8192', 'write -P 0x6b 9M 1M');
+    const ref = path.join(dir, 'ref.raw');
+    qemuImg('convert', '-f', 'vhdx', '-O', 'raw', f, ref);
+    const b = fs.readFileSync(f);
+    // Find the metadata region (region table) and its logical-sector-size item.
+    const rt = b.subarray(S.REGION1_AT, S.REGION1_AT + S.REGION_SIZE);
+    let meta = -1;
+    for (let i = 0; i < rt.readUInt32LE(8); i++) if (rt.subarray(16 + i * 32, 32 + i * 32).equals(Buffer.from(S.METADATA_GUID))) meta = Number(rt.readBigUInt64LE(32 + i * 32));
+    assert.ok(meta > 0);
+    let patched = false;
+    for (let i = 0; i < b.readUInt16LE(meta + 10); i++) {
+      const e = meta + 32 + i * 32;
+      if (b.subarray(e, e + 16).equals(Buffer.from(S.LOGICAL_SECTOR_SIZE))) { b.writeUInt32LE(4096, meta + b.readUInt32LE(e + 16)); patched = true; }
+    }
+    assert.ok(patched);
+    fs.writeFileSync(f, b);
+    // The sector size changes neither the layout of so small an image nor its contents.
+    const dev = await openImage(f);
+    try {
+      const buf = Buffer.alloc(dev.virtualSize);
+      await dev.read(buf, 0);
+      assert.ok(buf.equals(fs.readFileSync(ref)));
+      assert.deepEqual((await ourExtents(dev)).filter((e) => e.kind === 'data').map((e) => [e.offset, e.length]), [[0, MiB], [9 * MiB, MiB]]);
+    } finally {
+      await dev.close();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('vhdx: bad images fail with our errors naming the file', async () => {
   const dir = tmpDir();
   try {
