@@ -146,6 +146,10 @@ test('every vmdk we write is accepted by qemu-img (info, compare, check)', async
         assert.equal(sh('qemu-img', ['compare', raw, out]).trim(), 'Images are identical.');
         assert.match(sh('qemu-img', ['check', out]), /No errors were found/);
         await readsLikeQemu(out, t.dir);
+        const dev = await openImage(out);
+        const rep = await dev.check!({});
+        await dev.close();
+        assert.equal(rep.corruptions + rep.checkErrors, 0, JSON.stringify(rep));
         const desc = o.subformat.includes('Flat') || o.subformat.startsWith('twoGb') ? fs.readFileSync(out, 'utf8') : '';
         if (o.adapter_type === 'buslogic') assert.match(desc, /ddb\.adapterType = "buslogic"/);
       }
@@ -231,6 +235,9 @@ test('bad input is reported as our errors, with no hang and no partial output', 
     patch(badGte, gd0 * 512, u32(0x00ffffff));
     const dev = await openImage(badGte);
     await assert.rejects(dev.read(Buffer.alloc(65536), 0), errCode('CORRUPT_IMAGE', /past the end/));
+    const rep = await dev.check!({});
+    assert.equal(rep.corruptions, 1, JSON.stringify(rep));
+    assert.match(rep.messages[0]!, /points after EOF/);
     await dev.close();
     // convert from it: fails with our error and leaves no target behind.
     const target = t.p('out.raw');
