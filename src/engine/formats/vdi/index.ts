@@ -222,6 +222,7 @@ export const vdiFormat: FormatDriver = {
   probe,
   open: openVdi,
   create: createVdi,
+  allocationUnit: () => DEFAULT_BLOCK,
   createOptions: [{ name: 'static', type: 'bool', default: 'off', help: 'allocate every block up front (static image)' }],
   measure(virtualSize, allocatedBytes, options) {
     const l = layout(virtualSize);

@@ -1,7 +1,7 @@
 // VHDX: Microsoft's Hyper-V disk format (fixed, dynamic, differencing; log replayed in memory).
 import type { FormatDriver, ProbeInput } from '../../block/device.js';
 import { openVhdx } from './reader.js';
-import { createVhdx, measureVhdx } from './writer.js';
+import { createVhdx, measureVhdx, vhdxLayout } from './writer.js';
 
 function probe(input: ProbeInput): number {
   return input.head.length >= 8 && Buffer.from(input.head.subarray(0, 8)).toString('latin1') === 'vhdxfile' ? 100 : 0;
@@ -14,6 +14,7 @@ export const vhdxFormat: FormatDriver = {
   open: openVhdx,
   create: createVhdx,
   measure: measureVhdx,
+  allocationUnit: (options) => vhdxLayout(1, options).blockSize,
   createOptions: [
     { name: 'subformat', type: 'enum', values: ['dynamic', 'fixed'], default: 'dynamic', help: 'dynamic (sparse) or fixed (every block written)' },
     { name: 'block_size', type: 'size', default: '0', help: 'block size, 1 MiB to 256 MiB; 0 = 8 MiB (32 MiB above 1 TiB, 64 MiB above 32 TiB)' },

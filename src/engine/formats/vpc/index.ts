@@ -1,7 +1,7 @@
 // VHD ("vpc" in qemu): Microsoft's Virtual Hard Disk, fixed, dynamic and differencing.
 import type { FormatDriver, ProbeInput } from '../../block/device.js';
 import { openVpc } from './reader.js';
-import { createVpc, measureVpc } from './writer.js';
+import { VPC_BLOCK_SIZE, createVpc, measureVpc } from './writer.js';
 
 function probe(input: ProbeInput): number {
   const cookie = (b: Uint8Array, at: number) => at >= 0 && b.length >= at + 8 && Buffer.from(b.subarray(at, at + 8)).toString('latin1') === 'conectix';
@@ -18,6 +18,8 @@ export const vpcFormat: FormatDriver = {
   open: openVpc,
   create: createVpc,
   measure: measureVpc,
+  // Fixed disks store bytes as they are; dynamic ones in 2 MiB blocks.
+  allocationUnit: (options) => ((options.subformat ?? 'dynamic') === 'fixed' ? 512 : VPC_BLOCK_SIZE),
   createOptions: [
     { name: 'subformat', type: 'enum', values: ['dynamic', 'fixed'], default: 'dynamic', help: 'dynamic (sparse, grows) or fixed (raw data followed by the footer)' },
     { name: 'force_size', type: 'bool', default: 'off', help: 'keep the exact size instead of rounding to CHS geometry (creator "qem2"); use for Azure (whole MiB, fixed)' },
