@@ -95,3 +95,25 @@ test('writers: out-of-order data is refused; an aborted image is not an image', 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('writers: measure predicts the size convert writes', async () => {
+  const { measure } = await import('../../../../src/engine/ops/measure.js');
+  const { convertImage } = await import('../../../../src/engine/convert/index.js');
+  const dir = tmpDir();
+  try {
+    const src = path.join(dir, 'm.raw');
+    const fd = fs.openSync(src, 'w');
+    fs.ftruncateSync(fd, 200 * MiB);
+    for (const off of [0, 5 * MiB, 17 * MiB + 4096, 100 * MiB, 150 * MiB + 12345]) fs.writeSync(fd, Buffer.alloc(70000, 0x78), 0, 70000, off);
+    fs.closeSync(fd);
+    for (const [fmt, options] of [...cases, ['vhdx', {}] as [string, Record<string, string>]]) {
+      const out = path.join(dir, `m-${fmt}`);
+      const m = await measure({ targetFormat: fmt, options: { ...options }, source: src, sourceFormat: 'raw' });
+      await convertImage({ source: src, sourceFormat: 'raw', target: out, targetFormat: fmt, options: { ...options } });
+      assert.equal(m.required, fs.statSync(out).size, `${fmt} ${JSON.stringify(options)}`);
+      fs.rmSync(out);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
