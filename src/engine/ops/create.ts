@@ -2,7 +2,7 @@
 import fs from 'node:fs/promises';
 import type { FileAccessPolicy } from '../policy.js';
 import { formatByName, openImage } from '../block/open.js';
-import { sameDirectoryPolicy } from '../policy.js';
+import path from 'node:path';
 import { FileSink } from '../io/file.js';
 import { InvalidArgument } from '../errors.js';
 
@@ -40,11 +40,11 @@ export async function createImage(o: CreateOptions): Promise<{ size: number }> {
   let size = o.size;
   let backingFormat = o.backingFormat;
   if (o.backingFile !== undefined) {
-    // The backing file is named relative to the new image; open it (through the policy) only when its size or format is needed.
+    // Named relative to the new image, like qemu-img. It comes from the caller, not from an
+    // untrusted image, so any path is fine; it is opened only when its size or format is needed.
     if (size === undefined || backingFormat === undefined) {
-      const policy = o.policy ?? sameDirectoryPolicy();
-      const resolved = policy.resolve(o.backingFile, o.file, 'backing file');
-      const back = await openImage(resolved, { format: backingFormat, openBacking: false, policy });
+      const resolved = path.isAbsolute(o.backingFile) ? o.backingFile : path.join(path.dirname(o.file), o.backingFile);
+      const back = await openImage(resolved, { format: backingFormat, openBacking: false, policy: o.policy });
       size ??= back.virtualSize;
       backingFormat ??= back.format;
       await back.close();
