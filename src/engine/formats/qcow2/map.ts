@@ -119,6 +119,16 @@ export class ClusterMap {
   async walk(offset: number, length: number, visit: SegVisitor): Promise<void> {
     const end = offset + length;
     let pos = offset;
+    // Small clusters mean many L2 tables per read: load the uncached ones in parallel first.
+    const firstL1 = Math.floor(offset / this.l1Span), lastL1 = Math.min(this.l1Size - 1, Math.floor((end - 1) / this.l1Span));
+    if (lastL1 > firstL1) {
+      const loads: Promise<L2Table>[] = [];
+      for (let i = firstL1; i <= lastL1 && loads.length < 256; i++) {
+        const off = this.l2Offset(i, this.src.size);
+        if (off !== 0 && !this.cache.has(off)) loads.push(this.loadL2(off));
+      }
+      await Promise.all(loads);
+    }
     while (pos < end) {
       const spanEnd = Math.min(end, (Math.floor(pos / this.l1Span) + 1) * this.l1Span);
       const l2 = await this.l2For(pos);
