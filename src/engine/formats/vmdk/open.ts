@@ -7,7 +7,7 @@ import type { ByteSource } from '../../io/source.js';
 import { CorruptImage, UnsupportedFeature } from '../../errors.js';
 import { SECTOR, parseSparseHeader } from './header.js';
 import { MAX_DESCRIPTOR_BYTES, type Descriptor, looksLikeDescriptor, parseDescriptor } from './descriptor.js';
-import { MAX_CAPACITY_SECTORS, SparseExtent } from './sparse.js';
+import { MAX_CAPACITY_SECTORS, SparseExtent, parseCowdHeader } from './sparse.js';
 import { type Part, VmdkDevice } from './device.js';
 
 export async function openVmdk(source: ByteSource, ctx: OpenContext): Promise<BlockDevice> {
@@ -86,12 +86,12 @@ async function openExtents(desc: Descriptor, source: ByteSource, ctx: OpenContex
         parts.push({ kind: 'flat', start, length, src, fileOffset: e.offset * SECTOR, file: e.file, type: e.type });
         break;
       }
-      case 'SPARSE': {
+      case 'SPARSE': case 'VMFSSPARSE': {
         const src = await openByName(e.file);
         const h = new Uint8Array(Math.min(src.size, SECTOR));
         await src.read(h, 0);
-        if (!parseSparseHeader(h)) {
-          throw new CorruptImage(`VMDK descriptor line ${e.line}: extent '${e.file}' is not a hosted sparse extent`, { file });
+        if (e.type === 'SPARSE' ? !parseSparseHeader(h) : !parseCowdHeader(h)) {
+          throw new CorruptImage(`VMDK descriptor line ${e.line}: extent '${e.file}' is not a ${e.type === 'SPARSE' ? 'hosted' : 'VMFS (COWD)'} sparse extent`, { file });
         }
         const ext = await SparseExtent.open(src, h);
         parts.push({ kind: 'sparse', start, length, ext, file: e.file, type: e.type });

@@ -54,8 +54,13 @@ export class SparseExtent {
       if (await src.read(head, 0) < SECTOR) throw new CorruptImage('VMDK sparse extent is shorter than its header', { file });
     }
     let h = parseSparseHeader(head);
-    if (!h) throw new CorruptImage('not a VMDK sparse extent (bad magic)', { file });
-    if (h.version < 1 || h.version > 3) throw new UnsupportedFeature(`VMDK sparse extent version ${h.version}`, { file });
+    let gdEntriesOverride: number | undefined;
+    if (!h) {
+      const cowd = parseCowdHeader(head);
+      if (!cowd) throw new CorruptImage('not a VMDK sparse extent (bad magic)', { file });
+      ({ header: h, gdEntries: gdEntriesOverride } = cowd);
+    }
+    if (gdEntriesOverride === undefined && (h.version < 1 || h.version > 3)) throw new UnsupportedFeature(`VMDK sparse extent version ${h.version}`, { file });
     if (h.gdOffset === -1) {
       // Stream-optimized written front to back: the footer (a header copy) sits before
       // the end-of-stream marker: footer marker, footer, EOS marker = the last 3 sectors.
@@ -86,7 +91,7 @@ export class SparseExtent {
     }
     if (h.capacity > MAX_CAPACITY_SECTORS) throw new CorruptImage(`VMDK capacity ${h.capacity} sectors is too large`, { file, offset: 12 });
     const gtCoverage = h.numGTEsPerGT * h.grainSize;
-    const gdEntries = Math.ceil(h.capacity / gtCoverage);
+    const gdEntries = gdEntriesOverride ?? Math.ceil(h.capacity / gtCoverage);
     const gdBytes = gdEntries * 4;
     if (gdBytes > MAX_GD_BYTES) throw new CorruptImage(`VMDK grain directory of ${gdEntries} entries exceeds the ${MAX_GD_BYTES / 4} entry limit`, { file });
     const gdAt = h.gdOffset * SECTOR;
@@ -170,4 +175,34 @@ export class SparseExtent {
     await this.src.read(b, at);
     return b;
   }
+}
+
+/** "COWD" as a little-endian uint32: the ESX sparse extent of vmfsSparse disks. */
+export const COWD_MAGIC = 0x44574f43;
+
+/**
+ * The ESX Server sparse extent header (vmfsSparse / VMFSSPARSE extents): 32-bit fields,
+ * grain tables of 4096 entries, the directory size given explicitly.
+ */
+export function parseCowdHeader(b: Uint8Array): { header: SparseHeader; gdEntries: number } | null {
+  if (b.length < SECTOR) return null;
+  const dv = new DataView(b.buffer, b.byteOffset, SECTOR);
+  if (dv.getUint32(0, true) !== COWD_MAGIC) return null;
+  return {
+    header: {
+      version: dv.getUint32(4, true),
+      flags: 0,
+      capacity: dv.getUint32(12, true),
+      grainSize: dv.getUint32(16, true),
+      descriptorOffset: 0,
+      descriptorSize: 0,
+      numGTEsPerGT: 4096,
+      rgdOffset: 0,
+      gdOffset: dv.getUint32(20, true),
+      overHead: 0,
+      uncleanShutdown: 0,
+      compressAlgorithm: COMPRESSION_NONE,
+    },
+    gdEntries: dv.getUint32(24, true),
+  };
 }
