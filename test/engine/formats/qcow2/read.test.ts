@@ -227,3 +227,37 @@ test('extended L2 overlay: unallocated subclusters fall through to the backing f
     await assertMapMatches(dev, top);
   } finally { await dev.close(); }
 });
+
+test('randomly damaged metadata gives our errors or data, never a crash', { skip }, async () => {
+  const good = path.join(dir, 'fuzz.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', good, '2M');
+  qemuIo(good, 'write -P 0x5 0 256k', 'write -c -P 0x6 1M 64k', 'write -z 1536k 8k');
+  qemuImg('snapshot', '-c', 'x', good);
+  const orig = fs.readFileSync(good);
+  const metaEnd = Math.min(orig.length, 64 * 1024);
+  let seed = Number(process.env.QCOW2_FUZZ_SEED ?? 7);
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) >>> 0; return seed % n; };
+  const f = path.join(dir, 'fuzzed.qcow2');
+  let opened = 0;
+  for (let i = 0; i < Number(process.env.QCOW2_FUZZ_ROUNDS ?? 150); i++) {
+    const b = Buffer.from(orig);
+    for (let k = 0; k < 4; k++) b[rnd(metaEnd)] = rnd(256);
+    // Also damage the L2/refcount area past the header cluster now and then.
+    if (i % 3 === 0) b[4096 + rnd(metaEnd - 4096)] ^= 0xff;
+    fs.writeFileSync(f, b);
+    try {
+      const dev = await openImage(f, { format: 'qcow2', openBacking: false });
+      opened++;
+      try {
+        const buf = new Uint8Array(Math.min(dev.virtualSize, 4 << 20));
+        await dev.read(buf, 0);
+        for await (const e of dev.extents(0, buf.length)) void e;
+        await dev.check!({});
+        for (const s of dev.snapshots!.list()) { const v = await dev.snapshots!.open(s.id); await v.read(new Uint8Array(4096), 0); }
+      } finally { await dev.close(); }
+    } catch (err) {
+      assert.ok(err instanceof ImgportError, `iteration ${i}: ${(err as Error).stack}`);
+    }
+  }
+  assert.ok(opened > 0);
+});
