@@ -53,7 +53,8 @@ class MemberSink implements ByteSink {
 export async function writeOva(o: WriteOvaOptions): Promise<WriteOvaResult> {
   const algo = o.hash ?? 'sha256';
   if (algo !== 'sha1' && algo !== 'sha256') throw new InvalidArgument(`OVA manifest hash must be sha1 or sha256, not '${String(algo)}'`);
-  const base = o.name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '') || 'vm';
+  // Member names stay short enough for a plain ustar name field.
+  const base = o.name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '').slice(0, 80) || 'vm';
   const ovfName = `${base}.ovf`;
   const diskName = `${base}-disk1.vmdk`;
   const mfName = `${base}.mf`;

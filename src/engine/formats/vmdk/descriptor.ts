@@ -40,8 +40,11 @@ const KV_RE = /^([A-Za-z_][A-Za-z0-9_.:-]*)\s*=\s*(.*?)\s*$/;
 
 export function looksLikeDescriptor(head: Uint8Array): boolean {
   // "# Disk DescriptorFile" is what every writer puts first; tolerate a BOM/blank lines.
-  const s = Buffer.from(head.subarray(0, Math.min(head.length, 1024))).toString('latin1');
-  return /^(\ufeff|\xef\xbb\xbf)?\s*# Disk DescriptorFile/.test(s);
+  const s = Buffer.from(head.subarray(0, Math.min(head.length, 2048))).toString('latin1');
+  if (/^(\ufeff|\xef\xbb\xbf)?\s*# Disk DescriptorFile/.test(s)) return true;
+  // Like qemu: plain text with a version= line and a createType near the top.
+  if (s.includes('\0')) return false;
+  return /^\s*version\s*=\s*[123]\s*$/m.test(s) && /^\s*createType\s*=/m.test(s);
 }
 
 export function parseDescriptor(bytes: Uint8Array, file: string): Descriptor {

@@ -5,10 +5,11 @@ import type { FormatDriver, ProbeInput } from '../../block/device.js';
 import { SECTOR, parseSparseHeader } from './header.js';
 import { looksLikeDescriptor } from './descriptor.js';
 import { openVmdk } from './open.js';
+import { parseCowdHeader } from './sparse.js';
 import { ADAPTERS, SUBFORMATS, createVmdk, parseOptions } from './writer.js';
 
 function probe(input: ProbeInput): number {
-  if (input.head.length >= SECTOR && parseSparseHeader(input.head)) return 100;
+  if (input.head.length >= SECTOR && (parseSparseHeader(input.head) || parseCowdHeader(input.head))) return 100;
   // A descriptor file is small text; qemu probes the same header line.
   if (input.size <= 1024 * 1024 && looksLikeDescriptor(input.head)) return 100;
   return 0;

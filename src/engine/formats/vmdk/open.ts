@@ -23,7 +23,13 @@ export async function openVmdk(source: ByteSource, ctx: OpenContext): Promise<Bl
       const ext = await SparseExtent.open(source, head);
       const bytes = await ext.embeddedDescriptor(MAX_DESCRIPTOR_BYTES);
       desc = bytes ? parseDescriptor(bytes, file) : null;
-      parts = [{ kind: 'sparse', start: 0, length: ext.capacityBytes, ext, file: baseName(file), type: 'SPARSE' }];
+      parts = [{ kind: 'sparse', start: 0, length: ext.capacityBytes, ext, file, type: 'SPARSE' }];
+      monolithic = true;
+    } else if (parseCowdHeader(head)) {
+      // A bare ESX sparse (COWD) extent, opened without its descriptor.
+      const ext = await SparseExtent.open(source, head);
+      desc = null;
+      parts = [{ kind: 'sparse', start: 0, length: ext.capacityBytes, ext, file, type: 'VMFSSPARSE' }];
       monolithic = true;
     } else if (looksLikeDescriptor(head)) {
       if (source.size > MAX_DESCRIPTOR_BYTES) {
@@ -40,7 +46,7 @@ export async function openVmdk(source: ByteSource, ctx: OpenContext): Promise<Bl
     const meta = {
       cid: desc?.cid ?? 0xffffffff,
       parentCid: desc?.parentCid ?? 0xffffffff,
-      createType: desc?.createType ?? 'monolithicSparse',
+      createType: desc?.createType ?? (parts[0]?.type === 'VMFSSPARSE' ? 'vmfsSparse' : 'monolithicSparse'),
       parentHint: desc?.parentFileNameHint,
       monolithic,
     };
@@ -103,9 +109,4 @@ async function openExtents(desc: Descriptor, source: ByteSource, ctx: OpenContex
     start += length;
   }
   return parts;
-}
-
-function baseName(p: string): string {
-  const i = p.lastIndexOf('/');
-  return i >= 0 ? p.slice(i + 1) : p;
 }
