@@ -13,7 +13,9 @@ import { parseCreateOptions, maxVirtualSize, refcountMetadataClusters, type Qcow
 import { putRefcount, refcountMax } from './refcount.js';
 import { codecOf } from './compressed.js';
 
-const BATCH = 32;
+/** Clusters per compression job: up to 32, and at most 4 MiB of input so memory stays bounded with 2 MiB clusters. */
+const BATCH_CLUSTERS = 32;
+const BATCH_BYTES = 4 * 1024 * 1024;
 const STAGE_BYTES = 4 * 1024 * 1024;
 
 export async function createQcow2(req: CreateRequest): Promise<ImageWriter> {
@@ -195,7 +197,7 @@ class Qcow2Creator implements ImageWriter {
         const chunk = new Uint8Array(cs);
         chunk.set(buf.subarray(k * cs, (k + 1) * cs));
         this.batch.chunks.push(chunk);
-        if (this.batch.clusters.length === BATCH) await this.dispatch();
+        if (this.batch.clusters.length >= Math.max(1, Math.min(BATCH_CLUSTERS, BATCH_BYTES / cs))) await this.dispatch();
       }
       return;
     }
