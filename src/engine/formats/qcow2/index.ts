@@ -1,4 +1,13 @@
 // The qcow2 format driver (docs/interop/qcow2.txt): probe, open, create, measure.
+//
+//   header.ts          header + extensions: parse/validate, serialize
+//   map.ts             L1/L2 guest-to-host mapping, L2 LRU, the walk read/extents/write share
+//   compressed.ts      compressed cluster payloads (raw deflate, zstd), inline or on the pool
+//   refcount.ts        refcount entries of any width, updates and end-of-file allocation
+//   snapshot-table.ts  the internal snapshot table; snapshot.ts the SnapshotOps
+//   device.ts          the opened image (read, extents, describe); write.ts in-place updates
+//                      (write, resize, snapshots); check.ts consistency check and repair
+//   create.ts          writing new images; options.ts create options and measure
 
 import type { FormatDriver, ProbeInput } from '../../block/device.js';
 import { QCOW2_MAGIC } from './constants.js';
