@@ -245,3 +245,17 @@ test('host offsets above 4 GiB (preallocated sparse image), written and rewritte
   assert.ok(Buffer.from(c).equals(r));
   fs.rmSync(raw);
 });
+
+test('create options are validated', async () => {
+  const { parseCreateOptions } = await import('../../../../src/engine/formats/qcow2/options.js');
+  assert.equal(parseCreateOptions({}).version, 3);
+  assert.equal(parseCreateOptions({ compat: '0.10' }).version, 2);
+  assert.equal(parseCreateOptions({ cluster_size: '2M' }).clusterBits, 21);
+  for (const bad of [{ cluster_size: '3k' }, { cluster_size: '4M' }, { compat: '0.10', refcount_bits: '8' }, { compat: '0.10', compression_type: 'zstd' },
+    { extended_l2: 'on', cluster_size: '4k' }, { refcount_bits: '3' }, { lazy_refcounts: 'maybe' }, { nosuch: '1' }, { backing_fmt: 'raw' }]) {
+    assert.throws(() => parseCreateOptions(bad as Record<string, string>), { code: 'INVALID_ARGUMENT' }, JSON.stringify(bad));
+  }
+  assert.throws(() => parseCreateOptions({ preallocation: 'full' }), { code: 'UNSUPPORTED' });
+  const sinkless = { name: 'x', seekable: false, write: async () => {}, sync: async () => {}, close: async () => {} };
+  await assert.rejects(qcow2.create!({ sink: sinkless, virtualSize: 1, options: {} }), { code: 'UNSUPPORTED' });
+});
