@@ -97,3 +97,6 @@ export function printable(s: string, max = 1024): string {
 
 /** A need (see need.ts) that fits under the cap, or 0 when it does not: buffering part of a table is useless. */
 export function fit(n: number): number { return n <= HEAD_CAP ? n : 0; }
+
+/** A byte size as qemu reports it: whole sectors (qemu keeps sizes as sector counts, rounding down). */
+export function floorTo(n: number, unit = 512): number { return n < Number.MAX_SAFE_INTEGER ? n - (n % unit) : n; }

@@ -1,6 +1,6 @@
 // qcow version 1 (and QED, which qemu also probes by content and which has backing files too).
 import type { FormatChecker } from '../types.js';
-import { ascii, bytesEq, has, printable, slice, u32be, u32le, u64be, u64le } from '../view.js';
+import { ascii, bytesEq, has, printable, slice, u32be, u32le, u64be, u64le, floorTo } from '../view.js';
 import { backingFinding } from './qcow2.js';
 
 export const qcow: FormatChecker = {
@@ -24,7 +24,7 @@ export const qcow: FormatChecker = {
       return;
     }
     r.clusterSize = 2 ** clusterBits;
-    r.setVirtualSize(size);
+    r.setVirtualSize(floorTo(size));
     if (crypt > 1) r.unsafe('invalid-header', `crypt_method ${crypt} unknown`, 36);
     else if (crypt === 1) r.info('encrypted', 'the image is AES encrypted', 36);
     if (backingOffset !== 0 && backingSize > 0) {
@@ -51,7 +51,7 @@ export const qed: FormatChecker = {
     r.unsafe('unsupported-format', 'QED images are not accepted (qemu would open them by content, backing files included)');
     if (!has(b, 0, 64)) { r.unsafe('header-cut-short', 'QED header cut short'); return; }
     r.clusterSize = u32le(b, 4);
-    r.setVirtualSize(u64le(b, 48));
+    r.setVirtualSize(floorTo(u64le(b, 48)));
     const features = u64le(b, 16);
     const nameOff = u32le(b, 56);
     const nameLen = u32le(b, 60);

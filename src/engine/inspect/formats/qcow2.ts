@@ -2,7 +2,7 @@
 // feature bits, and the bounds of L1, refcount and snapshot tables (plus the L2 tables
 // and snapshot entries that lie in the kept head).
 import type { FormatChecker, Report } from '../types.js';
-import { type ImageView, HUGE, fit, ascii, bytesEq, has, slice, u16be, u32be, u64be, printable } from '../view.js';
+import { type ImageView, HUGE, fit, ascii, bytesEq, has, slice, u16be, u32be, u64be, printable, floorTo } from '../view.js';
 import { dangerousName } from '../refs.js';
 
 const MAGIC = 'QFI\xfb';
@@ -154,7 +154,7 @@ function inspectQcow2(v: ImageView, r: Report): void {
     return;
   }
   r.clusterSize = h.clusterSize;
-  r.setVirtualSize(h.size);
+  r.setVirtualSize(floorTo(h.size));
   const cs = h.clusterSize;
   if (h.version === 3) {
     if (h.headerLength < 104 || h.headerLength > cs || h.headerLength % 8 !== 0) {

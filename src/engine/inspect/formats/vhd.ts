@@ -1,7 +1,7 @@
 // VHD (qemu 'vpc', Glance 'vhd'): the footer at the end (and its copy at offset 0 for
 // dynamic and differencing disks), the dynamic header, the BAT bounds, parent locators.
 import type { FormatChecker, Report } from '../types.js';
-import { type ImageView, HUGE, fit, ascii, bytesEq, has, printable, slice, u16be, u32be, u64be, utf16 } from '../view.js';
+import { type ImageView, HUGE, fit, ascii, bytesEq, has, printable, slice, u16be, u32be, u64be, utf16, floorTo } from '../view.js';
 
 const COOKIE = 'conectix';
 const TYPE_FIXED = 2;
@@ -76,7 +76,7 @@ function inspectVhd(v: ImageView, r: Report): void {
     r.unsafe('invalid-header', 'the footer at offset 0 and the footer at the end disagree');
   }
   const vs = virtualSize(f);
-  r.setVirtualSize(vs);
+  r.setVirtualSize(floorTo(vs));
   switch (f.diskType) {
     case TYPE_FIXED:
       r.subformat = 'fixed';

@@ -2,7 +2,7 @@
 // (block size, virtual size, sector size, parent locator) and the BAT bounds.
 import { crc32c } from '@node-rs/crc32';
 import type { FormatChecker, Report } from '../types.js';
-import { type ImageView, HUGE, fit, bytesEq, has, printable, slice, u16le, u32le, u64le, utf16 } from '../view.js';
+import { type ImageView, HUGE, fit, bytesEq, has, printable, slice, u16le, u32le, u64le, utf16, floorTo } from '../view.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -138,7 +138,7 @@ function inspectVhdx(v: ImageView, r: Report): void {
   if (logical !== 512 && logical !== 4096) { r.unsafe('invalid-header', `logical sector size ${logical}`); return; }
   if (diskSize === null) { r.unsafe('invalid-header', 'no virtual disk size metadata item'); return; }
   r.clusterSize = blockSize;
-  r.setVirtualSize(diskSize);
+  r.setVirtualSize(floorTo(diskSize, logical));
   r.subformat = hasParent ? 'differencing' : 'dynamic';
   if (hasParent || locator) {
     let parent = '';
