@@ -146,4 +146,13 @@ test('-n writes into an existing target, zeros included', { skip: skipQemu }, as
   sparseFile(tiny, 4096, []);
   await assert.rejects(convertImage({ source: srcSmall, target: tiny, targetFormat: 'raw', noCreate: true }), /smaller/);
   assert.equal(fs.existsSync(tiny), true); // -n never deletes the user's target
+  if (hasQcow2) {
+    // An existing qcow2 full of 0x09: -n overwrites it in place through the device's write().
+    const q = path.join(t.dir, 'existing.qcow2');
+    assert.equal(qemuImg(['create', '-q', '-f', 'qcow2', q, '8M']).status, 0);
+    qemuIo(q, ['write -P 9 0 8M'], 'qcow2');
+    await convertImage({ source: srcSmall, target: q, targetFormat: 'qcow2', noCreate: true });
+    same(srcSmall, q, 'raw', 'qcow2');
+    checkClean(q);
+  }
 });
