@@ -141,7 +141,7 @@ async function runCheck(dev: Qcow2Device, repair?: 'leaks' | 'all', writer?: Wri
       const e = l1dv.getUint32(l1i * 8);
       const ref = ondisk[l2 / cs] ?? 0;
       if (((e & HI_COPIED) !== 0) !== (ref === 1)) {
-        corrupt(`OFLAG_COPIED L2 cluster: l1_index=${l1i} refcount=${ref}`);
+        corrupt(`OFLAG_COPIED L2 cluster: l1_index=${l1i} l1_entry=${hex64(e, l1dv.getUint32(l1i * 8 + 4))} refcount=${ref}`);
         if (repair === 'all') { await io!.fixCopiedL1(l1i, ref === 1); corruptionsFixed++; }
       }
       await src.read(l2buf, l2);
@@ -152,7 +152,7 @@ async function runCheck(dev: Qcow2Device, repair?: 'leaks' | 'all', writer?: Wri
         if (host === 0 || host % cs !== 0 || host >= fileSize) continue;
         const ref2 = ondisk[host / cs]!;
         if (((hi & HI_COPIED) !== 0) !== (ref2 === 1)) {
-          corrupt(`OFLAG_COPIED data cluster: l2_entry at ${l2 + k * eb} refcount=${ref2}`);
+          corrupt(`OFLAG_COPIED data cluster: l2_entry=${hex64(hi, lo)} refcount=${ref2}`);
           if (repair === 'all') { await io!.fixCopiedL2(l2, k, ref2 === 1); corruptionsFixed++; }
         }
       }
@@ -199,4 +199,9 @@ async function countBitmaps(dev: Qcow2Device, inc: (off: number, len: number, wh
       if (off) inc(off, cs, 'bitmap data');
     }
   }
+}
+
+/** A 64-bit entry in qemu's message format (hex, no padding). */
+function hex64(hi: number, lo: number): string {
+  return (BigInt(hi >>> 0) << 32n | BigInt(lo >>> 0)).toString(16);
 }
