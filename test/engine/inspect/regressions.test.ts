@@ -29,7 +29,7 @@ test('differential fuzzing: parentFileNameHint inside a comment of the embedded 
 });
 
 test('fuzz recipes that once failed run clean', async () => {
-  for (const text of ['desc.vmdk:320052760:8', 'extl2.qcow2:2487047921:3', 'stream.vmdk:4084238121:2', 'stream.vmdk:2047852704:28', 'sparse.vmdk:268838690:5']) {
+  for (const text of ['desc.vmdk:320052760:8', 'extl2.qcow2:2487047921:3', 'dynamic.vdi:3045822884:3', 'stream.vmdk:4084238121:2', 'stream.vmdk:2047852704:28', 'sparse.vmdk:268838690:5']) {
     const recipe = parseRecipe(text);
     const bytes = mutate(seeds, recipe);
     const file = path.join(dir, 'input.img');

@@ -1,7 +1,7 @@
 // VDI (VirtualBox): the 1.1 header, image type, parent UUIDs, block map bounds and the
 // number of blocks the file can really hold.
 import type { FormatChecker } from '../types.js';
-import { fit, has, isZero, slice, u32le, u64le, floorTo } from '../view.js';
+import { fit, has, isZero, slice, u32le, u64le } from '../view.js';
 
 const SIGNATURE = 0xbeda107f;
 const MiB = 1024 * 1024;
@@ -30,7 +30,8 @@ export const vdi: FormatChecker = {
     const allocated = u32le(b, 0x184);
     r.subformat = type === 1 ? 'dynamic' : type === 2 ? 'static' : type === 3 ? 'undo' : type === 4 ? 'diff' : `type ${type}`;
     r.clusterSize = blockSize;
-    r.setVirtualSize(floorTo(diskSize));
+    // qemu rounds an odd VDI disk size up to whole sectors (VBoxManage convertfromraw makes them).
+    r.setVirtualSize(diskSize < Number.MAX_SAFE_INTEGER ? Math.ceil(diskSize / 512) * 512 : diskSize);
     if (type === 3 || type === 4 || !isZero(b, 0x1a8, 32)) {
       if (!r.opts.allowBackingFile || (type !== 3 && type !== 4)) r.unsafe('differencing', `a ${r.subformat} VDI linked to a parent image`, 0x1a8);
     } else if (type !== 1 && type !== 2) { r.unsafe('invalid-header', `VDI image type ${type} unknown`, 0x4c); return; }
