@@ -24,6 +24,28 @@ export async function writeZeros(write: (buf: Uint8Array, offset: number) => Pro
   }
 }
 
+/**
+ * Writes in strictly increasing file order with gaps filled by zeros, for sinks that
+ * cannot seek (a pipe, an HTTP response): fixed/static images stream this way.
+ */
+export class SequentialOut {
+  pos = 0;
+  constructor(private readonly write: (buf: Uint8Array, offset: number) => Promise<void>, private readonly file: string) {}
+  async fillTo(offset: number): Promise<void> {
+    if (offset < this.pos) throw new InvalidArgument(`data at ${offset} arrived after data up to ${this.pos}; a stream cannot go back`, { file: this.file });
+    while (this.pos < offset) {
+      const n = Math.min(ZEROS.length, offset - this.pos);
+      await this.write(ZEROS.subarray(0, n), this.pos);
+      this.pos += n;
+    }
+  }
+  async put(buf: Uint8Array, offset: number): Promise<void> {
+    await this.fillTo(offset);
+    await this.write(buf, offset);
+    this.pos = offset + buf.length;
+  }
+}
+
 /** Splits a run of whole blocks into runs of blocks that are not all zero: [first block (relative), count]. */
 export function nonZeroRuns(data: Uint8Array, blockSize: number): Array<[number, number]> {
   const runs: Array<[number, number]> = [];

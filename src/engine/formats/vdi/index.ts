@@ -4,7 +4,7 @@
 import type { BlockDevice, CheckReport, CreateRequest, DeviceInfo, FormatDriver, ImageWriter, OpenContext, ProbeInput } from '../../block/device.js';
 import type { ByteSource } from '../../io/source.js';
 import { TableDevice, UNALLOCATED, ZERO, readExact } from '../../block/bat.js';
-import { BlockPlacer } from '../../block/blockstream.js';
+import { BlockPlacer, SequentialOut } from '../../block/blockstream.js';
 import { isNullUuid, randomUuid } from '../../block/uuid.js';
 import { CorruptImage, InvalidArgument, UnsupportedFeature } from '../../errors.js';
 
@@ -174,7 +174,6 @@ function buildHeader(l: ReturnType<typeof layout>, type: number, allocated: numb
 async function createVdi(req: CreateRequest): Promise<ImageWriter> {
   const { sink } = req;
   if (req.backingFile) throw new UnsupportedFeature('VDI images cannot have a backing file', { file: sink.name });
-  if (!sink.seekable) throw new UnsupportedFeature('VDI images need a seekable output', { file: sink.name });
   for (const k of Object.keys(req.options)) if (k !== 'static') throw new InvalidArgument(`unknown vdi option '${k}'`, { file: sink.name });
   const isStatic = boolOpt(req.options.static);
   const l = layout(req.virtualSize);
@@ -195,6 +194,25 @@ async function createVdi(req: CreateRequest): Promise<ImageWriter> {
   if (isStatic) {
     for (let i = 0; i < l.blocks; i++) mv.setUint32(i * 4, i, true);
     allocated = l.blocks;
+    if (!sink.seekable) {
+      // Static images know their whole layout up front: header, map, then the data in order.
+      const seq = new SequentialOut((b, o) => sink.write(b, o), sink.name);
+      await seq.put(buildHeader(l, TYPE_STATIC, allocated), 0);
+      await seq.put(bmap, l.offsetBmap);
+      return {
+        async writeData(offset, data) {
+          if (offset < 0 || offset + data.length > l.size) throw new InvalidArgument(`data at ${offset} is past the disk end`, { file: sink.name });
+          await seq.put(data, l.offsetData + offset);
+        },
+        async finish() {
+          if (done) return;
+          done = true;
+          await seq.fillTo(l.offsetData + l.blocks * DEFAULT_BLOCK);
+          await sink.sync();
+        },
+        abort,
+      };
+    }
     return {
       async writeData(offset, data) {
         if (offset < 0 || offset + data.length > l.size) throw new InvalidArgument(`data at ${offset} is past the disk end`, { file: sink.name });
@@ -204,6 +222,7 @@ async function createVdi(req: CreateRequest): Promise<ImageWriter> {
       abort,
     };
   }
+  if (!sink.seekable) throw new UnsupportedFeature('dynamic VDI images need a seekable output (static=on can stream)', { file: sink.name });
   new Uint32Array(bmap.buffer).fill(BLOCK_FREE);
   const placer = new BlockPlacer(DEFAULT_BLOCK, l.size, (bi) => {
     mv.setUint32(bi * 4, allocated, true);
@@ -223,6 +242,8 @@ export const vdiFormat: FormatDriver = {
   open: openVdi,
   create: createVdi,
   allocationUnit: () => DEFAULT_BLOCK,
+  // static=on streams (its layout is known up front); dynamic needs a seekable file.
+  streamable: true,
   createOptions: [{ name: 'static', type: 'bool', default: 'off', help: 'allocate every block up front (static image)' }],
   measure(virtualSize, allocatedBytes, options) {
     const l = layout(virtualSize);

@@ -15,6 +15,8 @@ export const vhdxFormat: FormatDriver = {
   create: createVhdx,
   measure: measureVhdx,
   allocationUnit: (options) => vhdxLayout(1, options).blockSize,
+  // subformat=fixed streams (its layout is known up front); dynamic needs a seekable file.
+  streamable: true,
   createOptions: [
     { name: 'subformat', type: 'enum', values: ['dynamic', 'fixed'], default: 'dynamic', help: 'dynamic (sparse) or fixed (every block written)' },
     { name: 'block_size', type: 'size', default: '0', help: 'block size, 1 MiB to 256 MiB; 0 = 8 MiB (32 MiB above 1 TiB, 64 MiB above 32 TiB)' },

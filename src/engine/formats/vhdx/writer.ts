@@ -6,7 +6,7 @@
 // block (Hyper-V expects them fully allocated). Headers go last: an aborted image has none.
 
 import type { CreateRequest, ImageWriter } from '../../block/device.js';
-import { BlockPlacer, writeZeros } from '../../block/blockstream.js';
+import { BlockPlacer, SequentialOut, writeZeros } from '../../block/blockstream.js';
 import { crc32c } from '../../block/crc32c.js';
 import { randomUuid } from '../../block/uuid.js';
 import { InvalidArgument, UnsupportedFeature } from '../../errors.js';
@@ -111,7 +111,6 @@ function buildIdentifier(): Uint8Array {
 export async function createVhdx(req: CreateRequest): Promise<ImageWriter> {
   const { sink } = req;
   if (req.backingFile) throw new UnsupportedFeature('creating differencing VHDX images is not supported', { file: sink.name });
-  if (!sink.seekable) throw new UnsupportedFeature('VHDX images need a seekable output', { file: sink.name });
   if (!(req.virtualSize > 0)) throw new InvalidArgument('VHDX images need a size', { file: sink.name });
   const l = vhdxLayout(req.virtualSize, req.options);
   const bs = l.blockSize;
@@ -123,23 +122,30 @@ export async function createVhdx(req: CreateRequest): Promise<ImageWriter> {
   let done = false;
   const write = (buf: Uint8Array, off: number) => sink.write(buf, off);
 
-  const finish = async (end: number) => {
-    if (done) return;
-    done = true;
-    await sink.truncate?.(end);
-    await sink.write(bat, l.batOffset);
-    await sink.write(buildMetadata(l), l.metaOffset);
+  // Everything before the data: identifier, headers, region tables, metadata, BAT.
+  const metadata = (): Array<[number, Uint8Array]> => {
     const rt = buildRegionTable(l);
-    await sink.write(rt, REGION1_AT);
-    await sink.write(rt, REGION2_AT);
     const h = {
       fileWriteGuid: randomUuid(), dataWriteGuid: randomUuid(), logGuid: new Uint8Array(16),
       logVersion: 0, version: 1, logLength: l.logSize, logOffset: l.logOffset,
     };
     const crc = (b: Uint8Array) => crc32c(b, 4);
-    await sink.write(buildHeader({ ...h, sequence: 1n }, crc), HEADER1_AT);
-    await sink.write(buildHeader({ ...h, sequence: 2n }, crc), HEADER2_AT);
-    await sink.write(buildIdentifier(), 0);
+    return [
+      [0, buildIdentifier()],
+      [HEADER1_AT, buildHeader({ ...h, sequence: 1n }, crc)],
+      [HEADER2_AT, buildHeader({ ...h, sequence: 2n }, crc)],
+      [REGION1_AT, rt],
+      [REGION2_AT, rt],
+      [l.metaOffset, buildMetadata(l)],
+      [l.batOffset, bat],
+    ];
+  };
+  const finish = async (end: number) => {
+    if (done) return;
+    done = true;
+    await sink.truncate?.(end);
+    // Headers last (reverse order): an interrupted image has no valid header.
+    for (const [at, b] of metadata().reverse()) await sink.write(b, at);
     await sink.sync();
   };
   const abort = async () => { done = true; await sink.truncate?.(0).catch(() => {}); };
@@ -147,6 +153,25 @@ export async function createVhdx(req: CreateRequest): Promise<ImageWriter> {
   if (l.fixed) {
     for (let i = 0; i < l.blocks; i++) setBatEntry(bdv, entryOf(i), PAYLOAD_FULLY_PRESENT, l.dataOffset + i * bs);
     const end = l.dataOffset + l.blocks * bs;
+    if (!sink.seekable) {
+      // A fixed VHDX's layout is known up front: metadata first, then every block in order.
+      const seq = new SequentialOut(write, sink.name);
+      for (const [at, b] of metadata()) await seq.put(b, at);
+      await seq.fillTo(l.dataOffset);
+      return {
+        async writeData(offset, data) {
+          if (offset + data.length > l.size) throw new InvalidArgument(`data at ${offset} is past the disk end`, { file: sink.name });
+          await seq.put(data, l.dataOffset + offset);
+        },
+        async finish() {
+          if (done) return;
+          done = true;
+          await seq.fillTo(end);
+          await sink.sync();
+        },
+        abort,
+      };
+    }
     let pos = 0; // guest bytes written so far (gaps are written as zeros)
     return {
       async writeData(offset, data) {
@@ -169,6 +194,7 @@ export async function createVhdx(req: CreateRequest): Promise<ImageWriter> {
     };
   }
 
+  if (!sink.seekable) throw new UnsupportedFeature('dynamic VHDX images need a seekable output (subformat=fixed can stream)', { file: sink.name });
   const placer = new BlockPlacer(bs, l.size, (bi) => {
     const at = next;
     next += bs;

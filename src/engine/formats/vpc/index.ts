@@ -18,6 +18,8 @@ export const vpcFormat: FormatDriver = {
   open: openVpc,
   create: createVpc,
   measure: measureVpc,
+  // subformat=fixed streams (data, then the footer); dynamic needs a seekable file.
+  streamable: true,
   // Fixed disks store bytes as they are; dynamic ones in 2 MiB blocks.
   allocationUnit: (options) => ((options.subformat ?? 'dynamic') === 'fixed' ? 512 : VPC_BLOCK_SIZE),
   createOptions: [

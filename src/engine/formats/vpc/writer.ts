@@ -3,7 +3,7 @@
 // Headers are written last, so an aborted image has no valid footer.
 
 import type { CreateRequest, ImageWriter } from '../../block/device.js';
-import { BlockPlacer } from '../../block/blockstream.js';
+import { BlockPlacer, SequentialOut } from '../../block/blockstream.js';
 import { vhdCreateGeometry } from '../../block/chs.js';
 import { randomUuid } from '../../block/uuid.js';
 import { InvalidArgument, UnsupportedFeature } from '../../errors.js';
@@ -42,7 +42,6 @@ export function vpcLayout(virtualSize: number, options: Record<string, string>) 
 export async function createVpc(req: CreateRequest): Promise<ImageWriter> {
   const { sink } = req;
   if (req.backingFile) throw new UnsupportedFeature('creating differencing VHD images is not supported', { file: sink.name });
-  if (!sink.seekable) throw new UnsupportedFeature('VHD images need a seekable output', { file: sink.name });
   if (!(req.virtualSize > 0)) throw new InvalidArgument('VHD images need a size', { file: sink.name });
   const { fixed, forceSize, size, geometry } = vpcLayout(req.virtualSize, req.options);
   const footerFor = (type: number, dataOffset: number) => buildFooter({
@@ -61,15 +60,19 @@ export async function createVpc(req: CreateRequest): Promise<ImageWriter> {
 
   if (fixed) {
     let done = false;
+    // A fixed VHD is the data followed by the footer, so it can also go to a pipe.
+    const seq = sink.seekable ? null : new SequentialOut((b, o) => sink.write(b, o), sink.name);
     return {
       async writeData(offset, data) {
         if (offset < 0 || offset + data.length > size) throw new InvalidArgument(`data at ${offset} is past the disk end`, { file: sink.name });
-        await sink.write(data, offset);
+        if (seq) await seq.put(data, offset);
+        else await sink.write(data, offset);
       },
       async finish() {
         if (done) return;
         done = true;
-        await sink.truncate!(size);
+        if (seq) await seq.fillTo(size);
+        else await sink.truncate!(size);
         await sink.write(footerFor(DISK_FIXED, -1), size);
         await sink.sync();
       },
@@ -77,6 +80,7 @@ export async function createVpc(req: CreateRequest): Promise<ImageWriter> {
     };
   }
 
+  if (!sink.seekable) throw new UnsupportedFeature('dynamic VHD images need a seekable output (subformat=fixed can stream)', { file: sink.name });
   const entries = Math.ceil(size / VPC_BLOCK_SIZE);
   const batOffset = FOOTER_SIZE + DYN_HEADER_SIZE;
   const batBytes = Math.ceil(entries * 4 / 512) * 512;

@@ -117,3 +117,38 @@ test('writers: measure predicts the size convert writes', async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('writers: fixed VHD, static VDI and fixed VHDX stream to a pipe; dynamic ones refuse it', async () => {
+  const { StreamSink } = await import('../../../../src/engine/io/stdout.js');
+  const { convertDevice } = await import('../../../../src/engine/convert/index.js');
+  const dir = tmpDir();
+  try {
+    const src = path.join(dir, 's.raw');
+    const fd = fs.openSync(src, 'w');
+    fs.ftruncateSync(fd, 9 * MiB + 4096);
+    for (const off of [0, 3 * MiB + 512, 9 * MiB]) fs.writeSync(fd, Buffer.alloc(70000, 0x78), 0, 70000, off);
+    fs.closeSync(fd);
+    const dev = await openImage(src, { format: 'raw' });
+    try {
+      for (const [fmt, options] of [['vpc', { subformat: 'fixed', force_size: 'on' }], ['vdi', { static: 'on' }], ['vhdx', { subformat: 'fixed', block_size: '1M' }]] as const) {
+        const out = path.join(dir, `stream-${fmt}`);
+        const ws = fs.createWriteStream(out);
+        const sink = new StreamSink(out, ws);
+        await convertDevice(dev, sink, { format: fmt, options: { ...options } });
+        await sink.close();
+        assert.equal(qemuCompare(src, 'raw', out, fmt).status, 0, `${fmt} streamed equals the source`);
+        if (fmt !== 'vpc') assert.equal(qemuCheck(out, fmt).status, 0, `${fmt} check`);
+      }
+      for (const fmt of ['vpc', 'vdi', 'vhdx']) {
+        const out = path.join(dir, `dyn-${fmt}`);
+        const sink = new StreamSink(out, fs.createWriteStream(out));
+        await assert.rejects(convertDevice(dev, sink, { format: fmt }), (e: unknown) => e instanceof ImgportError && e.code === 'UNSUPPORTED');
+        await sink.close();
+      }
+    } finally {
+      await dev.close();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
