@@ -2,7 +2,7 @@
 // brings its schema up to date. Everything above this file is dialect-agnostic.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type LogEvent } from 'kysely';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { ServiceConfig } from '../config.js';
@@ -15,6 +15,12 @@ pg.types.setTypeParser(20, (v: string) => Number(v));
 
 export type Db = Kysely<Database>;
 
+// IMGPORT_SQL_LOG=1 prints every statement with its duration (debugging aid).
+function queryLog(): ((e: LogEvent) => void) | undefined {
+  if (!process.env.IMGPORT_SQL_LOG) return undefined;
+  return (e) => process.stderr.write(`[sql ${e.queryDurationMillis.toFixed(2)} ms] ${e.query.sql} ${JSON.stringify(e.query.parameters)}\n`);
+}
+
 export async function openDb(cfg: ServiceConfig['database']): Promise<Db> {
   let db: Db;
   if (cfg.driver === 'sqlite') {
@@ -24,7 +30,7 @@ export async function openDb(cfg: ServiceConfig['database']): Promise<Db> {
     handle.pragma('synchronous = NORMAL');
     handle.pragma('foreign_keys = ON');
     handle.pragma('busy_timeout = 5000');
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: handle }) });
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: handle }), log: queryLog() });
   } else {
     if (cfg.schema !== 'public') {
       const c = new pg.Client({ connectionString: cfg.url });
@@ -32,7 +38,7 @@ export async function openDb(cfg: ServiceConfig['database']): Promise<Db> {
       try { await c.query(`CREATE SCHEMA IF NOT EXISTS "${cfg.schema}"`); } finally { await c.end(); }
     }
     const pool = new pg.Pool({ connectionString: cfg.url, max: cfg.poolSize, options: `-c search_path="${cfg.schema}"` });
-    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), log: queryLog() });
   }
   const migrator = new Migrator({ db, provider: migrationProvider });
   const { error } = await migrator.migrateToLatest();

@@ -65,6 +65,22 @@ const migrations: Record<string, Migration> = {
       void sql;
     },
   },
+  '0002_property_value_index': {
+    // Property filters (?os_distro=debian) look up by name and value.
+    async up(db: Kysely<any>) {
+      await db.schema.dropIndex('ix_image_properties_name_value').execute();
+      await db.schema.createIndex('ix_image_properties_name_value').on('image_properties').columns(['name', 'value', 'image_id']).execute();
+      // Listing pages walk these in sort order from the marker instead of sorting all rows.
+      await db.schema.createIndex('ix_images_deleted_name').on('images').columns(['deleted', 'name', 'created_at', 'id']).execute();
+      await db.schema.createIndex('ix_images_deleted_updated').on('images').columns(['deleted', 'updated_at', 'id']).execute();
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropIndex('ix_images_deleted_name').execute();
+      await db.schema.dropIndex('ix_images_deleted_updated').execute();
+      await db.schema.dropIndex('ix_image_properties_name_value').execute();
+      await db.schema.createIndex('ix_image_properties_name_value').on('image_properties').columns(['name', 'image_id']).execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

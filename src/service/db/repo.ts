@@ -116,6 +116,9 @@ export interface ListQuery {
   limit: number;
 }
 
+/** Sort keys that are never NULL (no null ordering to respect). */
+const NOT_NULL = new Set<string>(['id', 'status', 'visibility', 'created_at', 'updated_at', 'min_ram', 'min_disk', 'protected', 'os_hidden']);
+
 const OPS: Record<Exclude<Cmp, 'in'>, '=' | '<>' | '>' | '>=' | '<' | '<='> = { eq: '=', neq: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=' };
 
 export async function listImages(db: Q, q: ListQuery): Promise<ImageRecord[]> {
@@ -160,6 +163,15 @@ export async function listImages(db: Q, q: ListQuery): Promise<ImageRecord[]> {
   }
   if (q.marker) {
     const m = q.marker;
+    // A plain range on the first sort key lets the database seek instead of scanning
+    // from the start of the order; afterMarker() then settles ties exactly.
+    const first = q.sort[0];
+    const mv = m[first.key];
+    if (mv !== null) {
+      const col = `i.${first.key}` as 'i.name';
+      if (first.dir === 'asc') query = query.where(col, '>=', mv as string);
+      else if (NOT_NULL.has(first.key)) query = query.where(col, '<=', mv as string);
+    }
     query = query.where((eb) => afterMarker(eb, q.sort, m));
   }
   // NULLs sort first ascending / last descending on both dialects (explicit flag).
@@ -192,6 +204,7 @@ function equal(eb: ExpressionBuilder<any, any>, key: string, v: unknown): Expres
 
 function beyond(eb: ExpressionBuilder<any, any>, key: string, v: unknown, dir: 'asc' | 'desc'): Expression<SqlBool> | null {
   const col = `i.${key}`;
+  if (NOT_NULL.has(key)) return eb(col, dir === 'asc' ? '>' : '<', v);
   if (dir === 'asc') return v === null ? eb(col, 'is not', null) : eb(col, '>', v);
   // desc: non-null values first (descending), then nulls.
   return v === null ? null : eb.or([eb(col, '<', v), eb(col, 'is', null)]);

@@ -107,10 +107,14 @@ export async function listImages(svc: Service, ctx: RequestContext, q: ListInput
   let marker: ImageRow | undefined;
   if (q.marker !== undefined) {
     marker = await repo.getMarkerRow(svc.db, q.marker);
-    if (!marker) throw new InvalidArgument(`marker could not be found: ${q.marker}`);
     // An invisible marker is as good as a missing one.
-    const m = await load(svc, ctx, q.marker).catch(() => null);
-    if (!m) throw new InvalidArgument(`marker could not be found: ${q.marker}`);
+    let visible = !!marker;
+    if (marker && !ctx.isAdmin) {
+      const ms = ctx.project !== null && marker.visibility === 'shared' && marker.owner !== ctx.project
+        ? (await repo.getMember(svc.db, marker.id, ctx.project))?.status : undefined;
+      visible = canSee(ctx, { ...marker, properties: {}, tags: [] }, ms);
+    }
+    if (!visible) throw new InvalidArgument(`marker could not be found: ${q.marker}`);
   }
   const sort = [...q.sort];
   const dir = sort.length ? sort[sort.length - 1].dir : 'desc';
