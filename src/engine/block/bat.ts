@@ -6,7 +6,8 @@
 
 import type { BlockDevice, DeviceInfo, Extent, ExtentKind } from './device.js';
 import type { ByteSource } from '../io/source.js';
-import { CorruptImage, InvalidArgument } from '../errors.js';
+import { CorruptImage, InvalidArgument, UnsupportedFeature } from '../errors.js';
+import { isZero } from './blockstream.js';
 
 /** Block states a format returns from blockHost() besides a host offset (>= 0). */
 export const UNALLOCATED = -1;
@@ -182,6 +183,53 @@ export abstract class TableDevice implements BlockDevice {
       g += n;
     }
     if (cur) yield cur;
+  }
+
+  /**
+   * Allocates block i for an in-place write, filled with zeros, and records it in the
+   * format's table; returns its host offset. Formats that can be written override it.
+   */
+  protected allocateBlock?(i: number): Promise<number>;
+  private writeChain: Promise<void> = Promise.resolve();
+
+  /**
+   * In-place guest writes (opened writable, format with allocateBlock); one at a time,
+   * since writes may allocate. Formats that support writing expose it as write().
+   */
+  protected writeBlocks(buf: Uint8Array, offset: number): Promise<void> {
+    const run = this.writeChain.then(() => this.doWrite(buf, offset));
+    this.writeChain = run.catch(() => {});
+    return run;
+  }
+
+  private async doWrite(buf: Uint8Array, offset: number): Promise<void> {
+    const src = this.source;
+    if (!src.write || !this.allocateBlock) throw new UnsupportedFeature(`${this.format} image opened read-only`, { file: this.name });
+    if (offset < 0 || offset + buf.length > this.virtualSize) throw new InvalidArgument(`write of ${buf.length} bytes at ${offset} is outside the ${this.virtualSize}-byte disk`, { file: this.name });
+    const bs = this.blockSize;
+    let pos = 0;
+    while (pos < buf.length) {
+      const g = offset + pos;
+      const bi = Math.floor(g / bs);
+      const inBlock = g - bi * bs;
+      const n = Math.min(bs - inBlock, buf.length - pos);
+      const piece = buf.subarray(pos, pos + n);
+      if (this.isPartial(bi)) throw new UnsupportedFeature('writing into differencing images is not supported', { file: this.name });
+      let h = this.blockHost(bi);
+      if (h < 0) {
+        // Zeros over a block that already reads as zeros need no block.
+        if ((h === ZERO || !this.backing) && isZero(piece)) { pos += n; continue; }
+        if (this.backing) throw new UnsupportedFeature('writing into images with a parent is not supported', { file: this.name });
+        h = await this.allocateBlock(bi);
+      }
+      await src.write(piece, h + inBlock);
+      pos += n;
+    }
+  }
+
+  async flush(): Promise<void> {
+    await this.writeChain;
+    await this.source.sync?.();
   }
 
   async close(): Promise<void> {

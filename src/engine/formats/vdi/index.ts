@@ -4,7 +4,7 @@
 import type { BlockDevice, CheckReport, CreateRequest, DeviceInfo, FormatDriver, ImageWriter, OpenContext, ProbeInput } from '../../block/device.js';
 import type { ByteSource } from '../../io/source.js';
 import { TableDevice, UNALLOCATED, ZERO, readExact } from '../../block/bat.js';
-import { BlockPlacer, SequentialOut } from '../../block/blockstream.js';
+import { BlockPlacer, SequentialOut, writeZeros } from '../../block/blockstream.js';
 import { isNullUuid, randomUuid } from '../../block/uuid.js';
 import { CorruptImage, InvalidArgument, UnsupportedFeature } from '../../errors.js';
 
@@ -64,8 +64,31 @@ function probe(input: ProbeInput): number {
 
 class VdiDevice extends TableDevice {
   readonly format = 'vdi';
+  private nextIndex = 0;
   constructor(src: ByteSource, private hdr: Header, private bmap: Uint32Array) {
     super(src, hdr.diskSize, hdr.blockSize);
+    for (const e of bmap) if (e !== BLOCK_FREE && e !== BLOCK_ZERO && e >= this.nextIndex) this.nextIndex = e + 1;
+  }
+  // A new block goes after the highest one in use; map entry, then the header's count.
+  write(buf: Uint8Array, offset: number): Promise<void> { return this.writeBlocks(buf, offset); }
+  protected override async allocateBlock(i: number): Promise<number> {
+    const src = this.source;
+    const write = (b: Uint8Array, o: number) => src.write!(b, o);
+    const h = this.hdr;
+    const idx = this.nextIndex;
+    if (idx >= h.blocksInImage) throw new CorruptImage('no free block index left', { file: this.name });
+    const at = h.offsetData + idx * (h.blockSize + h.blockExtra);
+    await writeZeros(write, at, h.blockSize + h.blockExtra);
+    const e = new Uint8Array(4);
+    new DataView(e.buffer).setUint32(0, idx, true);
+    await write(e, h.offsetBmap + i * 4);
+    this.bmap[i] = idx;
+    this.nextIndex++;
+    h.blocksAllocated++;
+    const c = new Uint8Array(4);
+    new DataView(c.buffer).setUint32(0, h.blocksAllocated, true);
+    await write(c, 388);
+    return at + h.blockExtra;
   }
   protected blockHost(i: number): number {
     const e = this.bmap[i];

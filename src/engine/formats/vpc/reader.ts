@@ -6,6 +6,7 @@ import type { ByteSource } from '../../io/source.js';
 import { TableDevice, UNALLOCATED, readExact, type PartialBlock } from '../../block/bat.js';
 import { CorruptImage, ImgportError, InvalidArgument, UnsupportedFeature } from '../../errors.js';
 import { sameBytes } from '../../block/uuid.js';
+import { writeZeros } from '../../block/blockstream.js';
 import {
   DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, DYN_HEADER_SIZE, FOOTER_SIZE, VHD_MAX_SIZE,
   type DynamicHeader, type Footer, isFooter, parseDynamicHeader, parseFooter, vhdChecksum, vhdVirtualSize,
@@ -38,7 +39,8 @@ async function readFooter(src: ByteSource): Promise<{ footer: Footer; raw: Uint8
 }
 
 export async function openVpc(src: ByteSource, ctx: OpenContext): Promise<BlockDevice> {
-  const { footer } = await readFooter(src);
+  const footerInfo = await readFooter(src);
+  const { footer } = footerInfo;
   const { size } = vhdVirtualSize(footer);
   if (size > VHD_MAX_SIZE * 2 || size > Number.MAX_SAFE_INTEGER) {
     throw new CorruptImage(`disk size ${size} is beyond the VHD limit`, { file: src.name, offset: src.size - FOOTER_SIZE + 48 });
@@ -90,6 +92,7 @@ export async function openVpc(src: ByteSource, ctx: OpenContext): Promise<BlockD
     host[i] = at + bitmapSize;
   }
   const dev = new DynamicVhd(src, size, footer, hdr, host, bitmapSize);
+  if (footerInfo.at === src.size - FOOTER_SIZE) { dev.footerAt = footerInfo.at; dev.footerRaw = footerInfo.raw; }
   if (footer.diskType === DISK_DIFFERENCING) {
     dev.backingFilename = await parentName(src, hdr);
     if (ctx.openBacking) {
@@ -170,6 +173,12 @@ class FixedVhd implements BlockDevice {
     const end = Math.min(this.virtualSize, offset + length);
     if (end > offset) yield { offset, length: end - offset, kind: 'data', hostOffset: offset };
   }
+  async write(buf: Uint8Array, offset: number): Promise<void> {
+    if (!this.src.write) throw new UnsupportedFeature('vpc image opened read-only', { file: this.name });
+    if (offset < 0 || offset + buf.length > this.virtualSize) throw new InvalidArgument(`write at ${offset}+${buf.length} is outside the disk`, { file: this.name });
+    await this.src.write(buf, offset);
+  }
+  async flush(): Promise<void> { await this.src.sync?.(); }
   describe(): DeviceInfo { return {}; }
   async close(): Promise<void> { await this.src.close(); }
 }
@@ -184,7 +193,29 @@ class DynamicVhd extends TableDevice {
     this.uniqueId = footer.uniqueId;
     this.differencing = footer.diskType === DISK_DIFFERENCING;
   }
+  /** Where the trailing footer sits (new blocks go there); -1 when the footer is not at the end. */
+  footerAt = -1;
+  footerRaw: Uint8Array | null = null;
   protected blockHost(i: number): number { return this.host[i] ?? UNALLOCATED; }
+  // New blocks replace the trailing footer, which moves behind them; the BAT entry is
+  // written last so a crash leaves at worst an unreferenced block.
+  write(buf: Uint8Array, offset: number): Promise<void> { return this.writeBlocks(buf, offset); }
+  protected override async allocateBlock(i: number): Promise<number> {
+    const src = this.source;
+    if (this.footerAt < 0 || !this.footerRaw || !src.write) throw new UnsupportedFeature('cannot grow this VHD (footer not at the end of the file)', { file: this.name });
+    const at = Math.ceil(this.footerAt / 512) * 512;
+    const bs = this.hdr.blockSize;
+    const write = (b: Uint8Array, o: number) => src.write!(b, o);
+    await write(new Uint8Array(this.bitmapSize).fill(0xff), at);
+    await writeZeros(write, at + this.bitmapSize, bs);
+    await write(this.footerRaw, at + this.bitmapSize + bs);
+    const e = new Uint8Array(4);
+    new DataView(e.buffer).setUint32(0, at / 512);
+    await write(e, this.hdr.tableOffset + i * 4);
+    this.host[i] = at + this.bitmapSize;
+    this.footerAt = at + this.bitmapSize + bs;
+    return this.host[i]!;
+  }
   // qemu reads whole allocated blocks of dynamic disks and ignores their bitmaps; only
   // differencing disks need them, to know which sectors come from the parent.
   protected override isPartial(i: number): boolean { return this.differencing && (this.host[i] ?? -1) >= 0; }

@@ -152,3 +152,44 @@ test('writers: fixed VHD, static VDI and fixed VHDX stream to a pipe; dynamic on
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('in-place writes (convert -n, guest edits): dynamic and fixed VHD, VDI stay valid for qemu-img', async () => {
+  const dir = tmpDir();
+  try {
+    for (const [fmt, opts] of [['vpc', 'subformat=dynamic'], ['vpc', 'subformat=fixed'], ['vdi', 'static=off'], ['vdi', 'static=on']] as const) {
+      const f = path.join(dir, `w-${fmt}-${opts.split('=')[1]}`);
+      const { execFileSync } = await import('node:child_process');
+      execFileSync('qemu-img', ['create', '-q', '-f', fmt, '-o', opts, f, '12M']);
+      execFileSync('qemu-io', ['-f', fmt, '-c', 'write -P 0x11 0 1M', f]);
+      const dev = await openImage(f, { format: fmt, writable: true });
+      const size = dev.virtualSize;
+      const ref = path.join(dir, `ref-${fmt}.raw`);
+      execFileSync('qemu-img', ['convert', '-f', fmt, '-O', 'raw', f, ref]);
+      const expect = fs.readFileSync(ref);
+      const writes: Array<[number, number, number]> = [[100, 5000, 0x22], [3 * MiB - 7, 2 * MiB + 99, 0x33], [size - 513, 513, 0x44], [9 * MiB, 4096, 0]];
+      try {
+        assert.ok(dev.write, `${fmt} writable`);
+        for (const [o, l, v] of writes) {
+          await dev.write!(Buffer.alloc(l, v), o);
+          expect.fill(v, o, o + l);
+        }
+        await dev.flush?.();
+        const back = Buffer.alloc(size);
+        await dev.read(back, 0);
+        assert.ok(back.equals(expect), `${fmt} ${opts} reads its own writes`);
+      } finally {
+        await dev.close();
+      }
+      fs.writeFileSync(ref, expect);
+      assert.equal(qemuCompare(ref, 'raw', f, fmt).status, 0, `${fmt} ${opts} after in-place writes`);
+      if (fmt === 'vdi') assert.equal(qemuCheck(f, 'vdi').status, 0, qemuCheck(f, 'vdi').out);
+    }
+    // Opened read-only, writes are refused.
+    const f = path.join(dir, 'w-vdi-off');
+    const ro = await openImage(f);
+    await assert.rejects(ro.write!(Buffer.alloc(512, 1), 0), (e: unknown) => e instanceof ImgportError);
+    await ro.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
