@@ -49,7 +49,7 @@ function decompressor(codec: Codec): Transform {
     case 'xz': {
       const lzma = require('lzma-native') as { createDecompressor(o: object): Transform };
       // liblzma decodes on its own thread; the memory limit covers xz -9 (64 MiB dictionary).
-      return lzma.createDecompressor({ memlimit: 128 * 1024 * 1024, synchronous: false });
+      return lzma.createDecompressor({ memlimit: 128 * 1024 * 1024, synchronous: false, bufsize: 1024 * 1024 });
     }
     case 'zstd': {
       const zstd = require('zstd-napi') as typeof import('zstd-napi');
@@ -92,7 +92,8 @@ async function* readAll(src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
  */
 async function* streamDecoded(codec: Codec, src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
   // A small object-mode buffer: each compressed chunk waiting here may be a large expansion.
-  const input = Readable.from(readAll(src, flow), { highWaterMark: 1 });
+  // liblzma pushes everything a chunk decodes to at once: small fixed chunks bound that.
+  const input = Readable.from(codec === 'xz' ? readAllFixed(src, flow, 4096) : readAll(src, flow), { highWaterMark: 1 });
   const dec = decompressor(codec);
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });
   input.on('error', (e) => out.destroy(e));
@@ -136,8 +137,7 @@ async function* zstdDecoded(src: ByteSource, flow: Flow): AsyncGenerator<Buffer>
   if (inFrame) throw new Error('stream ends in the middle of a frame');
 }
 
-async function* readAllFixed(src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
-  const step = 256 * 1024;
+async function* readAllFixed(src: ByteSource, flow: Flow, step = 256 * 1024): AsyncGenerator<Buffer> {
   for (let off = 0; off < src.size; off += step) {
     const b = Buffer.allocUnsafe(Math.min(step, src.size - off));
     const n = await src.read(b, off);
@@ -199,8 +199,10 @@ async function* cliDecoded(cmd: string, args: string[], src: ByteSource, flow: F
 
 function decoded(codec: Codec, src: ByteSource, flow: Flow): AsyncGenerator<Buffer> {
   if (codec === 'zstd') return zstdDecoded(src, flow);
-  if (codec === 'xz' && hasCli('xz')) return cliDecoded('xz', ['-dc', '--memlimit=256MiB', '-T1'], src, flow);
-  if (codec === 'bzip2' && hasCli('bzip2')) return cliDecoded('bzip2', ['-dc'], src, flow);
+  // IMGPORT_DECOMPRESS_CLI=0 forces the in-process libraries.
+  const cli = process.env.IMGPORT_DECOMPRESS_CLI !== '0';
+  if (codec === 'xz' && cli && hasCli('xz')) return cliDecoded('xz', ['-dc', '--memlimit=256MiB', '-T1'], src, flow);
+  if (codec === 'bzip2' && cli && hasCli('bzip2')) return cliDecoded('bzip2', ['-dc'], src, flow);
   return streamDecoded(codec, src, flow);
 }
 
