@@ -79,7 +79,7 @@ async function receive(svc: Service, body: AsyncIterable<Uint8Array>, writer: St
     if (--pending[slot] === 0) { free.push(slot); const w = wake; wake = null; w?.(); }
   };
   const fail = (e: unknown) => { failure ??= e; const w = wake; wake = null; w?.(); };
-  const session = svc.hashes.session(sab, release);
+  const session = svc.hashes.session(sab, release, fail);
   const waitFree = async () => {
     while (free.length === 0 && failure === null) await new Promise<void>((r) => { wake = r; });
     if (failure !== null) throw failure;

@@ -24,26 +24,36 @@ type Msg = { t: 'ack'; id: number; slot: number } | { t: 'digest'; id: number; h
 
 interface Listener { ack(slot: number): void; digest(hex: string): void; fail(err: Error): void }
 
-/** One worker serving many concurrent hash sessions of one algorithm. */
+/** One worker serving many concurrent hash sessions of one algorithm; respawned if it dies. */
 class HashWorker {
-  private readonly worker: Worker;
+  private worker!: Worker;
   private readonly sessions = new Map<number, Listener>();
-  constructor(readonly algo: string) {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true });
-    this.worker.unref();
-    this.worker.on('message', (m: Msg) => {
+  private closing = false;
+  constructor(readonly algo: string) { this.spawn(); }
+  private spawn(): void {
+    const w = new Worker(WORKER_SOURCE, { eval: true });
+    w.unref();
+    w.on('message', (m: Msg) => {
       const l = this.sessions.get(m.id);
       if (!l) return;
       if (m.t === 'ack') l.ack(m.slot);
       else { this.sessions.delete(m.id); l.digest(m.hex); }
     });
-    this.worker.on('error', (err) => { for (const l of this.sessions.values()) l.fail(err); this.sessions.clear(); });
+    const died = (err: Error) => {
+      // Sessions on the dead thread cannot finish; fail them and start a fresh thread.
+      for (const l of this.sessions.values()) l.fail(err);
+      this.sessions.clear();
+      if (!this.closing) this.spawn();
+    };
+    w.on('error', died);
+    w.on('exit', (code) => { if (!this.closing && this.worker === w) died(new Error(`${this.algo} hash worker exited (${code})`)); });
+    this.worker = w;
   }
   start(id: number, sab: SharedArrayBuffer, l: Listener): void { this.sessions.set(id, l); this.worker.postMessage({ t: 'start', id, algo: this.algo, sab }); }
   data(id: number, slot: number, off: number, len: number): void { this.worker.postMessage({ t: 'data', id, slot, off, len }); }
   end(id: number): void { this.worker.postMessage({ t: 'end', id }); }
   abort(id: number): void { this.sessions.delete(id); this.worker.postMessage({ t: 'abort', id }); }
-  terminate(): Promise<number> { return this.worker.terminate(); }
+  terminate(): Promise<number> { this.closing = true; return this.worker.terminate(); }
 }
 
 export class HashPool {
@@ -54,9 +64,9 @@ export class HashPool {
   }
 
   /** A session over `sab`; `onAck(slot)` is called once per worker per data message. */
-  session(sab: SharedArrayBuffer, onAck: (slot: number) => void): HashSession {
+  session(sab: SharedArrayBuffer, onAck: (slot: number) => void, onFail: (err: Error) => void): HashSession {
     const id = this.nextId++;
-    return new HashSession(id, this.workers, sab, onAck);
+    return new HashSession(id, this.workers, sab, onAck, onFail);
   }
 
   async close(): Promise<void> { await Promise.all(this.workers.map((w) => w.terminate())); }
@@ -66,12 +76,12 @@ export class HashSession {
   private readonly digests: Promise<string>[];
   private failed: Error | null = null;
   private ended = false;
-  constructor(private readonly id: number, private readonly workers: HashWorker[], sab: SharedArrayBuffer, onAck: (slot: number) => void) {
+  constructor(private readonly id: number, private readonly workers: HashWorker[], sab: SharedArrayBuffer, onAck: (slot: number) => void, onFail: (err: Error) => void) {
     this.digests = workers.map((w) => new Promise<string>((resolve, reject) => {
       w.start(id, sab, {
         ack: onAck,
         digest: resolve,
-        fail: (e) => { this.failed = e; reject(e); },
+        fail: (e) => { this.failed = e; reject(e); onFail(e); },
       });
     }));
     for (const d of this.digests) d.catch(() => {});
