@@ -112,7 +112,7 @@ export async function openVhdx(src: ByteSource, ctx: OpenContext): Promise<Block
         host[i] = ZERO; break;
       case PAYLOAD_FULLY_PRESENT: case PAYLOAD_PARTIALLY_PRESENT: {
         const len = Math.min(bs, meta.virtualSize - i * bs);
-        if (offset < 3 * MiB || offset + len > src.size) throw new CorruptImage(`BAT entry ${ei} points to ${offset}, outside the data area of the ${src.size}-byte file`, where);
+        if (offset < MiB || offset + len > src.size) throw new CorruptImage(`BAT entry ${ei} points to ${offset}, outside the data area of the ${src.size}-byte file`, where);
         if (state === PAYLOAD_PARTIALLY_PRESENT && !meta.hasParent) throw new CorruptImage(`BAT entry ${ei} is partially present in an image without a parent`, where);
         // Partially present blocks keep their offset, encoded below ZERO so blockHost() never returns it.
         host[i] = state === PAYLOAD_PARTIALLY_PRESENT ? -(offset + 16) : offset;
@@ -127,7 +127,7 @@ export async function openVhdx(src: ByteSource, ctx: OpenContext): Promise<Block
     const { state, offset } = batEntry(bdv, ei);
     sb[c] = -1;
     if (state === SB_PRESENT) {
-      if (offset < 3 * MiB || offset + MiB > src.size) throw new CorruptImage(`sector bitmap entry ${ei} points outside the file`, { file: f, offset: batRegion.offset + ei * 8 });
+      if (offset < MiB || offset + MiB > src.size) throw new CorruptImage(`sector bitmap entry ${ei} points outside the file`, { file: f, offset: batRegion.offset + ei * 8 });
       sb[c] = offset;
     }
   }
