@@ -89,6 +89,15 @@ export async function openVhdx(src: ByteSource, ctx: OpenContext): Promise<Block
   const metaRegion = regions.get('metadata');
   if (!batRegion || !metaRegion) throw new CorruptImage('region table lacks the BAT or metadata region', { file: f, offset: REGION1_AT });
 
+  // The header area, log, BAT and metadata must not overlap (qemu refuses such files too).
+  const areas: Array<[number, number, string]> = [[0, MiB, 'header area'], [batRegion.offset, batRegion.length, 'BAT'], [metaRegion.offset, metaRegion.length, 'metadata']];
+  if (hdr.logLength > 0) areas.push([hdr.logOffset, hdr.logLength, 'log']);
+  areas.sort((a, b) => a[0] - b[0]);
+  for (let k = 1; k < areas.length; k++) {
+    if (areas[k - 1]![0] + areas[k - 1]![1] > areas[k]![0]) {
+      throw new CorruptImage(`${areas[k]![2]} region at ${areas[k]![0]} overlaps the ${areas[k - 1]![2]}`, { file: f, offset: REGION1_AT });
+    }
+  }
   const meta = await readMetadata(f, metaRegion, readMeta);
   const bs = meta.blockSize;
   const cr = chunkRatio(meta.logicalSectorSize, bs);
@@ -132,6 +141,7 @@ export async function openVhdx(src: ByteSource, ctx: OpenContext): Promise<Block
     }
   }
   const dev = new VhdxDevice(src, meta, host, sb, overlay, hdr);
+  dev.areas = areas;
   if (meta.hasParent) {
     const names = parentNames(meta.parent);
     if (names.length === 0) throw new CorruptImage('differencing VHDX has no usable parent path', { file: f });
@@ -249,6 +259,8 @@ export class VhdxDevice extends TableDevice {
   readonly format = 'vhdx';
   backingFilename?: string;
   readonly dataWriteGuid: Uint8Array;
+  /** File areas that are not payload (header area, log, BAT, metadata), for check(). */
+  areas: Array<[number, number, string]> = [];
   constructor(src: ByteSource, private meta: Metadata, private host: Float64Array, private sb: Float64Array, private overlay: Overlay, hdr: Header) {
     super(src, meta.virtualSize, meta.blockSize, meta.hasParent ? meta.logicalSectorSize : 512);
     this.dataWriteGuid = hdr.dataWriteGuid;
@@ -284,6 +296,7 @@ export class VhdxDevice extends TableDevice {
       used.push([at, Math.min(bs, this.meta.virtualSize - i * bs), `block ${i}`]);
     });
     this.sb.forEach((at, c) => { if (at >= 0) used.push([at, MiB, `sector bitmap ${c}`]); });
+    used.push(...this.areas);
     used.sort((a, b) => a[0] - b[0]);
     const messages: string[] = [];
     for (let k = 1; k < used.length; k++) {

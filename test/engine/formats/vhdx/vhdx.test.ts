@@ -300,6 +300,7 @@ test('vhdx: bad images fail with our errors naming the file', async () => {
       ['BAT invalid state', (b) => { b.writeUInt32LE(5, 2 * MiB); return b; }],
       ['log outside file', (b) => { b.fill(0x77, S.HEADER1_AT + 48, S.HEADER1_AT + 64); b.writeBigUInt64LE(1n << 40n, S.HEADER1_AT + 72); b.writeBigUInt64LE(1n << 62n, S.HEADER1_AT + 8); fixHeader(b, S.HEADER1_AT); return b; }],
       ['truncated data', (b) => b.subarray(0, b.length - 2 * MiB)],
+      ['regions overlap', (b) => { for (const at of [S.REGION1_AT, S.REGION2_AT]) { const r = b.subarray(at, at + S.REGION_SIZE); for (let i = 0; i < r.readUInt32LE(8); i++) r.writeBigUInt64LE(BigInt(2 * MiB), 32 + i * 32); r.writeUInt32LE(crc32c(r, 4), 4); } return b; }],
     ];
     for (const [what, mutate] of variants) {
       const f = path.join(dir, `bad-${what.replace(/ /g, '-')}.vhdx`);
