@@ -88,7 +88,10 @@ async function openPackage(src: ByteSource, openSibling: ((href: string) => Prom
     return {
       id: d.diskId, capacity: d.capacity, populatedSize: d.populatedSize, format: d.format, file: f.href,
       open: async () => {
-        if (f.compression && f.compression !== 'identity') throw new UnsupportedFeature(`OVF file '${f.href}' uses ${f.compression} compression`, { file });
+        // gzip-compressed members (ovf:compression="gzip") are opened by the registry's gzip driver.
+        if (f.compression && f.compression !== 'identity' && f.compression !== 'gzip') {
+          throw new UnsupportedFeature(`OVF file '${f.href}' uses ${f.compression} compression`, { file });
+        }
         const s = await resolve(f.href);
         return openDisk(s, file, d.diskId, f.href, d.capacity);
       },

@@ -98,6 +98,22 @@ test('reads an OVA in place: envelope, manifest, disks', async () => {
   } finally { t.cleanup(); }
 });
 
+test('a gzip-compressed disk member (ovf:compression="gzip") is read through the gzip driver', async () => {
+  const t = tmp();
+  try {
+    const { pkg } = fixture(t);
+    sh('gzip', ['-k', `${pkg}/disk2.vmdk`]);
+    fs.writeFileSync(`${pkg}/vm.ovf`, ovfText([{ id: 'vmdisk2', file: 'file2', href: 'disk2.vmdk.gz', capMiB: 4 }]).replace('ovf:href="disk2.vmdk.gz"', 'ovf:href="disk2.vmdk.gz" ovf:compression="gzip"'));
+    const ova = t.p('gz.ova');
+    buildOva(pkg, ova, ['vm.ovf', 'disk2.vmdk.gz'], 'sha256');
+    const dev = await openImage(ova);
+    try {
+      assert.equal(dev.format, 'vmdk');
+      await assertSameAsQemu(dev, `${pkg}/disk2.vmdk`, 'vmdk', t.dir);
+    } finally { await dev.close(); }
+  } finally { t.cleanup(); }
+});
+
 test('manifest mismatch is detected and names the member', async () => {
   const t = tmp();
   try {
