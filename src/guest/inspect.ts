@@ -35,7 +35,7 @@ export interface GuestInspection {
   format: string;
   virtualSize: number;
   partitionTable: string;
-  filesystems: Array<{ partition: number; offset: number; size: number; type: string | null; uuid?: string; label?: string; root: boolean; note?: string }>;
+  filesystems: Array<{ partition: number; partitionType?: string; offset: number; size: number; type: string | null; uuid?: string; label?: string; root: boolean; note?: string }>;
   root: string;
   os: 'linux';
   distro: string;
@@ -209,7 +209,9 @@ export async function inspectGuest(file: string, opts: { format?: string } = {})
       return {
         file, format: disk.format, virtualSize: disk.virtualSize, partitionTable: table.type,
         filesystems: fss.map((f) => ({
-          partition: f.partition, offset: f.device.start, size: f.device.virtualSize, type: f.ext?.kind ?? null,
+          partition: f.partition,
+          ...(f.partition ? { partitionType: table.partitions.find((p) => p.number === f.partition)!.typeName } : {}),
+          offset: f.device.start, size: f.device.virtualSize, type: f.ext?.kind ?? null,
           ...(f.ext ? { uuid: f.ext.uuid, label: f.ext.label } : {}), root: f.isRoot, ...(f.note ? { note: f.note } : {}),
         })),
         root: describePartition(root.partition),
@@ -241,7 +243,7 @@ export function inspectionHuman(g: GuestInspection): string {
     `packages:       ${g.packageFormat ? `${g.packageFormat}${g.packages !== null ? `, ${g.packages} installed` : ''}` : 'unknown'}`,
     `cloud-init:     ${g.cloudInit.installed ? `installed${g.cloudInit.disabled ? ' (disabled)' : ''}, datasources: ${g.cloudInit.datasources?.join(', ') ?? 'default'}` : 'not installed'}`,
     'filesystems:',
-    ...g.filesystems.map((f) => `  ${f.partition === 0 ? 'disk' : 'p' + f.partition}  ${f.type ?? '-'}  offset ${f.offset}  size ${f.size}${f.uuid ? `  UUID=${f.uuid}` : ''}${f.label ? `  LABEL=${f.label}` : ''}${f.root ? '  (root)' : ''}${f.note ? `  ${f.note}` : ''}`),
+    ...g.filesystems.map((f) => `  ${f.partition === 0 ? 'disk' : 'p' + f.partition}${f.partitionType ? ` (${f.partitionType})` : ''}  ${f.type ?? '-'}  offset ${f.offset}  size ${f.size}${f.uuid ? `  UUID=${f.uuid}` : ''}${f.label ? `  LABEL=${f.label}` : ''}${f.root ? '  (root)' : ''}${f.note ? `  ${f.note}` : ''}`),
     'fstab:',
     ...g.fstab.map((e) => `  ${e.spec}  ${e.file}  ${e.vfstype}  ${e.options}`),
     'kernels:',

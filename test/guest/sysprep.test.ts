@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { buildFixture, cli, copy, debugfs, debugfsStat, e2fsck, FIXTURE_TOOLS, missingTools, sha256, toRaw, type Fixture } from './fixture.js';
 import { runSysprep, selectOps, OPERATIONS, type SysprepOptions } from '../../src/guest/sysprep/index.js';
@@ -141,6 +142,8 @@ describe('sysprep on a Debian guest', { skip: missing.length ? `missing tools: $
     const [rc, out] = e2fsck(img, fx.partOffset);
     assert.equal(rc, 0, out);
     assert.equal(debugfs(img, fx.partOffset, 'cat /etc/machine-id'), '');
+    // /var/log/evil-link -> /etc/hostname: logfiles must not have truncated the target.
+    assert.equal(debugfs(img, fx.partOffset, 'cat /etc/hostname'), 'oldhost\n');
     const second = await runSysprep(img, selectOps(undefined, noOpts()), noOpts());
     const changes = second.operations.flatMap((r) => r.changes);
     assert.deepEqual(changes, [], 'idempotent');
@@ -210,5 +213,57 @@ describe('selectOps', () => {
     assert.deepEqual(selectOps('machine-id', { ...noOpts(), hostname: 'a' }).map((o) => o.name), ['machine-id', 'hostname']);
     assert.deepEqual(selectOps('all', noOpts()).map((o) => o.name).includes('disable-firewall'), true);
     assert.throws(() => selectOps('hostname', noOpts()), /needs --hostname/);
+  });
+});
+
+describe('sysprep on a RHEL-like guest', { skip: missingTools(['mke2fs', 'debugfs', 'e2fsck']).length ? 'e2fsprogs missing' : false }, () => {
+  it('keeps sshd-keygen in charge of host keys, enables sshd.service, disables firewalld, edits sysconfig', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imgport-rhel-'));
+    try {
+      const r = path.join(dir, 'root');
+      const mk = (p: string, content: string, mode = 0o644) => {
+        fs.mkdirSync(path.dirname(path.join(r, p)), { recursive: true });
+        fs.writeFileSync(path.join(r, p), content, { mode });
+      };
+      mk('etc/os-release', 'ID="rhel"\nID_LIKE="fedora"\nVERSION_ID="9.4"\n');
+      mk('etc/fstab', '/dev/vda1 / ext4 defaults 0 1\n');
+      mk('usr/bin/sh', '');
+      mk('usr/lib/systemd/systemd', '', 0o755);
+      mk('usr/lib/systemd/system/sshd.service', '[Unit]\nDescription=OpenSSH server daemon\n[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\n');
+      mk('usr/lib/systemd/system/sshd-keygen@.service', '[Unit]\nDescription=OpenSSH %i Server Key Generation\n');
+      mk('usr/lib/systemd/system/firewalld.service', '[Install]\nWantedBy=multi-user.target\nAlias=dbus-org.fedoraproject.FirewallD1.service\n');
+      mk('etc/ssh/ssh_host_rsa_key', 'PRIVATE', 0o600);
+      mk('etc/ssh/ssh_host_rsa_key.pub', 'ssh-rsa AAAA');
+      mk('etc/sysconfig/network', 'NETWORKING=yes\nHOSTNAME=old.example\n');
+      mk('etc/sysconfig/network-scripts/ifcfg-ens3', 'TYPE=Ethernet\nHWADDR=52:54:00:aa:bb:cc\nUUID=1234\nONBOOT=yes\n');
+      mk('etc/shadow', 'root:!!:19000:0:99999:7:::\nbin:*:19000:0:99999:7:::\n', 0o000);
+      mk('etc/hosts', '127.0.0.1 localhost\n');
+      fs.mkdirSync(path.join(r, 'etc/systemd/system/multi-user.target.wants'), { recursive: true });
+      fs.symlinkSync('/usr/lib/systemd/system/firewalld.service', path.join(r, 'etc/systemd/system/multi-user.target.wants/firewalld.service'));
+      fs.symlinkSync('/usr/lib/systemd/system/firewalld.service', path.join(r, 'etc/systemd/system/dbus-org.fedoraproject.FirewallD1.service'));
+      const img = path.join(dir, 'rhel.raw');
+      execFileSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', r, img, '16M'], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } });
+      const opts: SysprepOptions = { ...noOpts(), hostname: 'new.example', rootPassword: { kind: 'random' } };
+      const rep = await runSysprep(img, selectOps('defaults,disable-firewall', opts), opts);
+      assert.match(rep.rootPassword!, /^[A-Za-z0-9]{16}$/);
+      const keys = rep.operations.find((o) => o.op === 'ssh-hostkeys')!;
+      assert.deepEqual(keys.notes, ['sshd-keygen regenerates the host keys at boot']);
+      const [rc, out] = e2fsck(img, 0);
+      assert.equal(rc, 0, out);
+      assert.doesNotMatch(debugfs(img, 0, 'ls /etc/ssh'), /ssh_host/);
+      assert.equal(debugfsStat(img, 0, '/etc/systemd/system/imgport-ssh-hostkeys.service'), null);
+      assert.match(debugfs(img, 0, 'stat /etc/systemd/system/multi-user.target.wants/sshd.service'), /Fast link dest: "\/usr\/lib\/systemd\/system\/sshd.service"/);
+      assert.equal(debugfsStat(img, 0, '/etc/systemd/system/multi-user.target.wants/firewalld.service'), null);
+      assert.equal(debugfsStat(img, 0, '/etc/systemd/system/dbus-org.fedoraproject.FirewallD1.service'), null);
+      assert.equal(debugfs(img, 0, 'cat /etc/sysconfig/network'), 'NETWORKING=yes\nHOSTNAME=new.example\n');
+      assert.equal(debugfs(img, 0, 'cat /etc/sysconfig/network-scripts/ifcfg-ens3'), 'TYPE=Ethernet\nONBOOT=yes\n');
+      const shadow = debugfs(img, 0, 'cat /etc/shadow').split('\n');
+      const hash = shadow[0]!.split(':')[1]!;
+      assert.equal(sha512Crypt(rep.rootPassword!, hash.split('$')[2]!), hash);
+      assert.equal(shadow[1], 'bin:*:19000:0:99999:7:::');
+      assert.equal(debugfsStat(img, 0, '/etc/shadow')?.mode, 0o000, 'shadow mode kept');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
