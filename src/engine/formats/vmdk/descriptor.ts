@@ -36,7 +36,7 @@ export interface Descriptor {
 }
 
 const EXTENT_RE = /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+([A-Za-z]+)(?:\s+"((?:[^"\\]|\\.)*)"(?:\s+(\d+))?)?\s*$/;
-const KV_RE = /^([A-Za-z_][A-Za-z0-9_.:-]*)\s*=\s*(.*?)\s*$/;
+const KV_RE = /^([A-Za-z_][A-Za-z0-9_.:-]*)\s*=\s*(.*)$/; // the line is trimmed: no trailing-space backtracking
 
 export function looksLikeDescriptor(head: Uint8Array): boolean {
   // "# Disk DescriptorFile" is what every writer puts first; tolerate a BOM/blank lines.
