@@ -7,7 +7,7 @@
 //   npm run bench:service [-- --quick]    (BENCH_IMAGES, BENCH_GLANCE_IMAGES, BENCH_UPLOAD_MIB)
 import http from 'node:http';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync, symlinkSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import net from 'node:net';
 import os from 'node:os';
@@ -92,17 +92,32 @@ async function freePort(): Promise<number> {
   return new Promise((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); }); });
 }
 
+let built: Promise<string> | null = null;
+/** Compiles src/ into a temporary directory that resolves this repo's node_modules. */
+function buildOnce(): Promise<string> {
+  built ??= (async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'imgport-bench-build-'));
+    writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ type: 'module', version: '0.0.0' }));
+    symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+    console.error('compiling…');
+    spawnSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', ROOT, '--outDir', path.join(dir, 'dist'), '--declaration', 'false', '--sourceMap', 'false'], { stdio: 'ignore' });
+    if (!existsSync(path.join(dir, 'dist/cli/main.js'))) throw new Error('build failed');
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+    return path.join(dir, 'dist');
+  })();
+  return built;
+}
+
 interface Server { name: string; base: string; pid: number | null; proc?: ChildProcess; stop(): Promise<void> }
 
 async function startImgport(driver: 'sqlite' | 'postgres'): Promise<Server> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'imgport-bench-'));
   const port = await freePort();
   const schema = `imgport_bench_${randomBytes(4).toString('hex')}`;
-  const env = { ...process.env, IMGPORT_PORT: String(port), IMGPORT_DATA_DIR: dir, IMGPORT_LOG_LEVEL: 'error', IMGPORT_DB_DRIVER: driver, IMGPORT_DB_SCHEMA: schema, IMGPORT_STORE_FSYNC: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, IMGPORT_PORT: String(port), IMGPORT_DATA_DIR: dir, IMGPORT_LOG_LEVEL: 'error', IMGPORT_DB_DRIVER: driver, IMGPORT_DB_SCHEMA: schema, IMGPORT_STORE_FSYNC: '1' };
   if (driver === 'postgres') env.IMGPORT_DB_URL = PG_URL;
-  // Compiled JS when present and current (no loader in the measured process), else tsx.
-  const built = existsSync(path.join(ROOT, 'dist/cli/main.js')) && existsSync(path.join(ROOT, 'dist/service/index.js'));
-  const args = built ? [path.join(ROOT, 'dist/cli/main.js'), 'serve'] : ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), 'serve'];
+  // Compiled JS (no loader in the measured process): a private, fresh build of this tree.
+  const args = [path.join(await buildOnce(), 'cli/main.js'), 'serve'];
   const proc = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] });
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
