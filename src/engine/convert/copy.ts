@@ -15,7 +15,7 @@ export interface CopyOptions {
   explicitZeros?: boolean;
   /** Bytes per read (default 8 MiB). */
   chunkSize?: number;
-  /** Reads in flight (default 4). */
+  /** Reads in flight (default 3: with libuv's 4 I/O threads, one stays free for the writer). */
   inFlight?: number;
   onProgress?: (done: number, total: number) => void;
 }
@@ -46,7 +46,7 @@ export async function copyToWriter(src: BlockDevice, writer: ImageWriter, plan: 
   const sparse = opts.sparseSize ?? 4096;
   if (!Number.isInteger(sparse) || sparse < 0) throw new InvalidArgument(`invalid sparse size ${sparse}`);
   const chunk = opts.chunkSize ?? 8 << 20;
-  const depth = Math.max(1, opts.inFlight ?? 4);
+  const depth = Math.max(1, opts.inFlight ?? 3);
   const total = src.virtualSize;
   const pool: Buffer[] = [];
   let done = 0;
