@@ -54,6 +54,9 @@ const CASES: Case[] = [
   { name: 'qcow2→qcow2', kind: 'convert', ratio: 1.0, ext: 'qcow2', args: (c) => ['convert', '-f', 'qcow2', '-O', 'qcow2', c.qcow2, c.out], source: (c) => c.qcow2 },
   { name: 'raw→qcow2 -c', kind: 'convert', ratio: 0.6, ext: 'qcow2', args: (c) => ['convert', '-c', '-f', 'raw', '-O', 'qcow2', c.raw, c.out], source: (c) => c.raw },
   { name: 'qcow2(-c)→raw', kind: 'convert', ratio: 1.0, ext: 'raw', args: (c) => ['convert', '-f', 'qcow2', '-O', 'raw', c.qcow2c, c.out], source: (c) => c.qcow2c },
+  { name: 'raw→vpc', kind: 'convert', ratio: 1.0, ext: 'vhd', args: (c) => ['convert', '-f', 'raw', '-O', 'vpc', c.raw, c.out], source: (c) => c.raw },
+  { name: 'raw→vhdx', kind: 'convert', ratio: 1.0, ext: 'vhdx', args: (c) => ['convert', '-f', 'raw', '-O', 'vhdx', c.raw, c.out], source: (c) => c.raw },
+  { name: 'raw→vdi', kind: 'convert', ratio: 1.0, ext: 'vdi', args: (c) => ['convert', '-f', 'raw', '-O', 'vdi', c.raw, c.out], source: (c) => c.raw },
   { name: 'info qcow2', kind: 'query', ratio: 1.0, maxMs: 150, args: (c) => ['info', c.qcow2] },
   { name: 'map qcow2', kind: 'query', ratio: 1.0, maxMs: 150, args: (c) => ['map', '--output', 'json', c.qcow2] },
   { name: 'check qcow2', kind: 'query', ratio: 1.0, maxMs: 150, args: (c) => ['check', c.qcow2] },
@@ -219,7 +222,8 @@ async function main(): Promise<void> {
       const r = spawnSync('qemu-img', ['convert', ...extra, '-f', 'raw', '-O', 'qcow2', raw, out], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(r.stderr);
     }
-    const cases = CASES.filter((c) => FILTER.length === 0 || FILTER.some((f) => c.name.includes(f)));
+    // A filter naming a case exactly picks that case only; otherwise it matches by substring.
+    const cases = CASES.filter((c) => FILTER.length === 0 || FILTER.some((f) => (CASES.some((x) => x.name === f) ? c.name === f : c.name.includes(f))));
     const rows: string[][] = [];
     let failed = false;
     for (const c of cases) {
