@@ -112,6 +112,11 @@ add_test_files() {
   rm -f "$r/etc/systemd/system/multi-user.target.wants/ssh.service" "$r/etc/systemd/system/sshd.service"
   printf 'datasource_list: [ NoCloud, ConfigDrive, OpenStack, None ]\n' >"$r/etc/cloud/cloud.cfg.d/90_dpkg.cfg"
   printf 'users:\n  - default\ncloud_init_modules:\n  - growpart\n' >"$r/etc/cloud/cloud.cfg"
+  # A stand-in for the cloud-init program (the real package is not in minbase).
+  mkdir -p "$r/usr/bin"; printf '#!/bin/sh\necho "cloud-init stub"\n' >"$r/usr/bin/cloud-init"; chmod 755 "$r/usr/bin/cloud-init"
+  # A journald folder named after the old machine-id.
+  mkdir -p "$r/var/log/journal/0123456789abcdef0123456789abcdef"
+  echo "LPKSHHRH fake journal" >"$r/var/log/journal/0123456789abcdef0123456789abcdef/system.journal"
   printf 'UUID=%s / ext4 errors=remount-ro 0 1\n/dev/vdb1 /data xfs defaults,nofail 0 2\n' "$FS_UUID" >"$r/etc/fstab"
   echo oldhost >"$r/etc/hostname"
   # A symlink in /var/log pointing at a file outside it: cleaning must not follow it.

@@ -49,7 +49,7 @@ async function looksLikeRoot(dev: SubRangeDevice, file: string, label: string): 
 export async function scanFilesystems(file: string, disk: BlockDevice, table: PartitionTable): Promise<FilesystemInfo[]> {
   const candidates: Array<{ n: number; p?: Partition }> = table.type === 'none'
     ? [{ n: 0 }]
-    : table.partitions.filter((p) => !['0x05', '0x0f', '0x85'].includes(p.type)).map((p) => ({ n: p.number, p }));
+    : table.partitions.map((p) => ({ n: p.number, p }));
   const out: FilesystemInfo[] = [];
   for (const c of candidates) {
     const dev = c.p ? new SubRangeDevice(disk, c.p.offset, c.p.size, `p${c.n}`) : new SubRangeDevice(disk, 0, disk.virtualSize, 'disk');

@@ -70,11 +70,14 @@ const GPT_TYPES: Record<string, string> = {
   'DE94BBA4-06D1-4D40-A16A-BFD50179D6AC': 'Windows recovery',
 };
 
-/** Linux-ish filesystem partition types worth probing for a root filesystem. */
+/**
+ * Whether a partition is worth probing for a filesystem. Types lie (old tools mark Linux
+ * filesystems as "Microsoft basic data" or leave unknown GUIDs), and the ext magic check
+ * is cheap and reliable, so only containers, swap and firmware areas are skipped.
+ */
 export function mayHoldLinuxFs(p: Partition): boolean {
-  if (p.type.startsWith('0x')) return ['0x83', '0x0c', '0x07'].includes(p.type) || p.type === '0x00';
-  return p.typeName.startsWith('Linux') && !/swap|LVM|RAID/.test(p.typeName)
-    || p.type === 'EBD0A0A2-B9E5-4433-87C0-68B6B72699C7';
+  if (['0x05', '0x0f', '0x85', '0x82', '0xee'].includes(p.type)) return false;
+  return !/swap|BIOS boot|Extended/.test(p.typeName);
 }
 
 /** Formats a GUID stored in the mixed-endian EFI layout. */
@@ -114,8 +117,9 @@ export async function readPartitionTable(dev: BlockDevice): Promise<PartitionTab
   });
   if (entries.some((e) => e.status !== 0 && e.status !== 0x80)) {
     // Not an MBR (e.g. a FAT boot sector or a filesystem that happens to end in 55AA).
-    if (head.length >= 1082 && isExtSuperblock(head.subarray(1024))) return { type: 'none', sectorSize: 512, partitions: [], warnings: [] };
-    throw new CorruptImage('MBR has invalid partition status bytes', { file: dev.name, offset: 446 });
+    // A boot sector of a whole-disk filesystem (FAT, NTFS) also ends in 55AA: no table.
+    const warn = isExtSuperblock(head.subarray(1024)) ? [] : ['sector 0 ends in 55AA but its partition entries are invalid: not an MBR'];
+    return { type: 'none', sectorSize: 512, partitions: [], warnings: warn };
   }
   if (entries.some((e) => e.type === MBR_GPT_PROTECTIVE)) {
     for (const sectorSize of [512, 4096]) {
@@ -360,7 +364,7 @@ export class SubRangeDevice implements BlockDevice {
 export function partitionDevice(dev: BlockDevice, table: PartitionTable, n: number): SubRangeDevice {
   const p = table.partitions.find((x) => x.number === n);
   if (!p) throw new InvalidArgument(`no partition ${n} (have: ${table.partitions.map((x) => x.number).join(', ') || 'none'})`, { file: dev.name });
-  if (p.type !== '0x00' && p.logical === undefined && ['0x05', '0x0f', '0x85'].includes(p.type)) {
+  if (MBR_EXTENDED.has(parseInt(p.type, 16)) && p.type.startsWith('0x')) {
     throw new UnsupportedFeature(`partition ${n} is an extended partition container`, { file: dev.name });
   }
   return new SubRangeDevice(dev, p.offset, p.size, `p${n}`);

@@ -67,6 +67,7 @@ describe('sysprep on a Debian guest', { skip: missing.length ? `missing tools: $
       assert.equal((await f.lstat('/var/log/auth.log'))?.size, 0);
       assert.equal((await f.lstat('/var/log/apt/history.log'))?.size, 0);
       assert.equal((await f.lstat('/var/log/apt'))?.type, 'dir');
+      assert.deepEqual(await f.readdir('/var/log/journal'), [], 'stale journald folder removed');
       // The symlink in /var/log was not followed.
       assert.equal((await f.lstat('/var/log/evil-link'))?.type, 'symlink');
       assert.equal(await f.exists('/root/.bash_history'), false);
@@ -91,7 +92,7 @@ describe('sysprep on a Debian guest', { skip: missing.length ? `missing tools: $
       await g.close();
     }
     assert.deepEqual(report.cloudInit, {
-      installed: true, disabled: false, datasources: ['NoCloud', 'ConfigDrive', 'OpenStack', 'None'],
+      installed: true, configured: true, disabled: false, datasources: ['NoCloud', 'ConfigDrive', 'OpenStack', 'None'],
       configuredIn: ['/etc/cloud/cloud.cfg.d/90_dpkg.cfg'], staleInstanceState: false,
     });
 

@@ -13,6 +13,10 @@ async function cleanLogs(fs: ExtFs, dir: string, changed: (s: string) => void, d
     const p = path.join(dir, e);
     const st = await fs.lstat(p);
     if (!st) continue;
+    // systemd-journald keeps one folder per machine-id: stale once machine-id is reset,
+    // and a truncated .journal file is just a corrupt one.
+    if (dir === '/var/log/journal' && st.type === 'dir' && /^[0-9a-f]{32}$/.test(e)) { await fs.remove(p); changed(`removed ${p}`); continue; }
+    if (st.type === 'file' && /\.journal~?$/.test(e)) { await fs.unlink(p); changed(`removed ${p}`); continue; }
     if (st.type === 'dir') await cleanLogs(fs, p, changed, depth + 1);
     // Never follow symlinks: a link in /var/log may point anywhere in the guest.
     else if (st.type === 'file' && ROTATED.test(e)) { await fs.unlink(p); changed(`removed ${p}`); }

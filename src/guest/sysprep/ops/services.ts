@@ -117,7 +117,10 @@ export function parseDatasourceList(text: string): string[] | null {
 }
 
 export interface CloudInitReport {
+  /** The cloud-init program is there. */
   installed: boolean;
+  /** /etc/cloud/cloud.cfg exists (configuration can outlive an uninstalled package). */
+  configured: boolean;
   disabled: boolean;
   /** Effective datasource_list (later cloud.cfg.d files override), null = cloud-init's default probing. */
   datasources: string[] | null;
@@ -128,7 +131,9 @@ export interface CloudInitReport {
 }
 
 export async function cloudInitReport(fs: ExtFs): Promise<CloudInitReport> {
-  const installed = (await fs.exists('/usr/bin/cloud-init')) || (await fs.isFile('/etc/cloud/cloud.cfg'));
+  let installed = false;
+  for (const p of ['/usr/bin/cloud-init', '/usr/local/bin/cloud-init', '/bin/cloud-init']) if (await fs.exists(p)) installed = true;
+  const configured = await fs.isFile('/etc/cloud/cloud.cfg');
   const files = [
     ...((await fs.isFile('/etc/cloud/cloud.cfg')) ? ['/etc/cloud/cloud.cfg'] : []),
     ...(await listMatching(fs, '/etc/cloud/cloud.cfg.d', /\.cfg$/)),
@@ -141,7 +146,7 @@ export async function cloudInitReport(fs: ExtFs): Promise<CloudInitReport> {
     if (ds) { datasources = ds; configuredIn.push(f); }
   }
   return {
-    installed,
+    installed, configured,
     disabled: await fs.exists('/etc/cloud/cloud-init.disabled'),
     datasources, configuredIn,
     staleInstanceState: await fs.exists('/var/lib/cloud/instance'),
@@ -155,7 +160,7 @@ export const cloudInit: SysprepOp = {
   async run({ fs, note, results }) {
     const r = await cloudInitReport(fs);
     results.cloudInit = r;
-    if (!r.installed) { note('cloud-init is not installed'); return; }
+    if (!r.installed) { note(`cloud-init is not installed${r.configured ? ' (but /etc/cloud/cloud.cfg exists)' : ''}`); return; }
     note(`cloud-init is installed${r.disabled ? ' but DISABLED (/etc/cloud/cloud-init.disabled)' : ''}; datasources: ${r.datasources ? r.datasources.join(', ') + ` (from ${r.configuredIn.join(', ')})` : 'default probing'}`);
     if (r.staleInstanceState) note('/var/lib/cloud/instance exists: cloud-init may consider this instance already configured');
   },
