@@ -13,7 +13,6 @@ import { createRequire } from 'node:module';
 import { spawn, spawnSync } from 'node:child_process';
 import type { BlockDevice, DeviceInfo, Extent, FormatDriver, OpenContext, ProbeInput } from '../../block/device.js';
 import type { ByteSource } from '../../io/source.js';
-import { FileSource } from '../../io/file.js';
 import { detectFormat, probeSource } from '../../block/open.js';
 import { denyAllReferences } from '../../policy.js';
 import { CorruptImage, ImgportError, UnsafeImage, UnsupportedFeature, ioError } from '../../errors.js';
@@ -300,18 +299,14 @@ async function openWrapped(codec: Codec, source: ByteSource, ctx: OpenContext): 
   let dir: string;
   try { dir = await fs.mkdtemp(path.join(spoolDir(), 'imgport-unpack-')); } catch (err) { throw ioError(err, spoolDir(), 'cannot create a temporary directory'); }
   const spoolPath = path.join(dir, 'inner');
-  let innerSrc: FileSource | undefined;
+  let innerSrc: SpoolSource | undefined;
   try {
     const fh = await fs.open(spoolPath, 'w+', 0o600).catch((err) => { throw ioError(err, spoolPath, 'cannot create'); });
-    let size: number;
-    try {
-      size = await spool(codec, source, fh, spoolPath);
-    } finally {
-      await fh.close();
-    }
-    innerSrc = await FileSource.open(spoolPath);
-    // Unlinked while open: the space comes back when we close, even after a crash.
+    innerSrc = new SpoolSource(spoolPath, fh);
+    // Unlinked before any byte is written: nothing is left behind, even if we are killed.
     await fs.rm(dir, { recursive: true, force: true });
+    innerSrc.size = await spool(codec, source, fh, spoolPath);
+    const size = innerSrc.size;
     const probe = await probeSource(innerSrc);
     const driver = detectFormat({ ...probe, name: source.name });
     if (driver.name in MAGIC) {
@@ -331,6 +326,32 @@ async function openWrapped(codec: Codec, source: ByteSource, ctx: OpenContext): 
     await innerSrc?.close().catch(() => {});
     await fs.rm(dir, { recursive: true, force: true }).catch(() => {});
     throw err;
+  }
+}
+
+/** The unlinked spool file, read through the handle it was written with. */
+class SpoolSource implements ByteSource {
+  size = 0;
+  private closed = false;
+  constructor(readonly name: string, private fh: fs.FileHandle) {}
+  async read(buf: Uint8Array, offset: number): Promise<number> {
+    const want = Math.min(buf.length, Math.max(0, this.size - offset));
+    let done = 0;
+    try {
+      while (done < want) {
+        const { bytesRead } = await this.fh.read(buf, done, want - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+    } catch (err) {
+      throw ioError(err, this.name, `read at offset ${offset + done}`);
+    }
+    return done;
+  }
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.fh.close();
   }
 }
 
