@@ -150,6 +150,27 @@ describe('sysprep on a Debian guest', { skip: missing.length ? `missing tools: $
     assert.deepEqual(changes, [], 'idempotent');
   });
 
+  it('edits a qcow2 overlay in place and leaves its backing file alone', async () => {
+    const base = copy(fx, 'gpt.qcow2', 'base.qcow2');
+    const overlay = path.join(fx.dir, 'overlay.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', overlay], { cwd: fx.dir });
+    const baseSum = sha256(base);
+    const opts = { ...noOpts(), hostname: 'overlaid' };
+    await runSysprep(overlay, selectOps('machine-id', opts), opts);
+    assert.equal(sha256(base), baseSum, 'backing file untouched');
+    const chk = spawnSync('qemu-img', ['check', overlay], { encoding: 'utf8' });
+    assert.equal(chk.status, 0, chk.stdout + chk.stderr);
+    const raw = toRaw(overlay);
+    const [rc, out] = e2fsck(raw, fx.partOffset);
+    assert.equal(rc, 0, out);
+    assert.equal(debugfs(raw, fx.partOffset, 'cat /etc/hostname'), 'overlaid\n');
+    assert.equal(debugfs(raw, fx.partOffset, 'cat /etc/machine-id'), '');
+    // The base still has the old identity.
+    const baseRaw = toRaw(base);
+    assert.equal(debugfs(baseRaw, fx.partOffset, 'cat /etc/hostname'), 'oldhost\n');
+    fs.rmSync(raw); fs.rmSync(baseRaw);
+  });
+
   it('--dry-run reports the changes but leaves the image byte-identical', async () => {
     const img = copy(fx, 'gpt.qcow2', 'dry.qcow2');
     const before = sha256(img);
