@@ -210,7 +210,6 @@ async function createVdi(req: CreateRequest): Promise<ImageWriter> {
     await sink.write(bmap, l.offsetBmap);
     await sink.truncate?.(end);
     await sink.write(buildHeader(l, type, allocated), 0);
-    await sink.sync();
   };
   const abort = async () => { done = true; await sink.truncate?.(0).catch(() => {}); };
 
@@ -231,7 +230,6 @@ async function createVdi(req: CreateRequest): Promise<ImageWriter> {
           if (done) return;
           done = true;
           await seq.fillTo(l.offsetData + l.blocks * DEFAULT_BLOCK);
-          await sink.sync();
         },
         abort,
       };

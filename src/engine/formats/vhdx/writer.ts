@@ -146,7 +146,6 @@ export async function createVhdx(req: CreateRequest): Promise<ImageWriter> {
     await sink.truncate?.(end);
     // Headers last (reverse order): an interrupted image has no valid header.
     for (const [at, b] of metadata().reverse()) await sink.write(b, at);
-    await sink.sync();
   };
   const abort = async () => { done = true; await sink.truncate?.(0).catch(() => {}); };
 
@@ -167,7 +166,6 @@ export async function createVhdx(req: CreateRequest): Promise<ImageWriter> {
           if (done) return;
           done = true;
           await seq.fillTo(end);
-          await sink.sync();
         },
         abort,
       };

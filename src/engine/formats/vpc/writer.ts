@@ -1,6 +1,8 @@
 // Writing VHD images: fixed (data at its guest offset, footer at the end) and dynamic
 // (footer copy, dynamic header, BAT, then 2 MiB blocks each behind its sector bitmap).
 // Headers are written last, so an aborted image has no valid footer.
+// Like qemu-img convert (cache=unsafe) the writers do not fsync; a caller that needs
+// durability syncs the sink after finish().
 
 import type { CreateRequest, ImageWriter } from '../../block/device.js';
 import { BlockPlacer, SequentialOut } from '../../block/blockstream.js';
@@ -74,7 +76,6 @@ export async function createVpc(req: CreateRequest): Promise<ImageWriter> {
         if (seq) await seq.fillTo(size);
         else await sink.truncate!(size);
         await sink.write(footerFor(DISK_FIXED, -1), size);
-        await sink.sync();
       },
       async abort() { done = true; await sink.truncate?.(0).catch(() => {}); },
     };
@@ -108,7 +109,6 @@ export async function createVpc(req: CreateRequest): Promise<ImageWriter> {
       await sink.write(footer, next);
       await sink.truncate?.(next + FOOTER_SIZE);
       await sink.write(footer, 0);
-      await sink.sync();
     },
     async abort() { done = true; await sink.truncate?.(0).catch(() => {}); },
   };
