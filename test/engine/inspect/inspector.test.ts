@@ -150,3 +150,12 @@ test('assertSafe throws UnsafeImage with the reasons; every emitted code is docu
   assert.equal(assertSafe(ok), ok);
   for (const f of v.findings) assert.ok(f.code in FINDING_CODES, f.code);
 });
+
+test('descriptor lines built to make a regex backtrack parse in linear time', { timeout: 20000 }, () => {
+  // 'a=' + tabs/blanks + '""x': the old key="value" regex never finished on 40 KiB of it.
+  const line = 'a=' + '\t '.repeat(20000) + '""x';
+  const d = parseDescriptor(`createType="monolithicSparse"\n${line}\nRW 1 ${'F'.repeat(20000)} "${'x'.repeat(20000)}\n`);
+  assert.equal(d.createType, 'monolithicSparse');
+  const v = inspectBytes(Buffer.from(`# Disk DescriptorFile\nversion=1\n${line}\n`)).verdict;
+  assert.equal(v.format, 'vmdk');
+});

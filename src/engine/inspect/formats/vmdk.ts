@@ -51,11 +51,17 @@ export function parseDescriptor(text: string): Descriptor {
       d.extents.push({ access: ext[1]!, sectors: Number(ext[2]), type: ext[3]!.toUpperCase(), file: ext[4], line: raw });
       continue;
     }
-    const kv = /^([A-Za-z0-9_.]+)\s*=\s*"?([^"]*)"?\s*$/.exec(raw);
-    if (kv) {
-      const [, k, val] = kv;
+    // key = "value", split by hand: a regex with optional quotes around [^"]* backtracks
+    // quadratically (or worse) on long lines of blanks and quotes.
+    const eq = raw.indexOf('=');
+    const k = eq > 0 ? raw.slice(0, eq).trim() : '';
+    if (k && /^[A-Za-z0-9_.]+$/.test(k)) {
+      let val = raw.slice(eq + 1).trim();
+      if (val.startsWith('"')) val = val.slice(1);
+      const q = val.indexOf('"');
+      if (q >= 0) val = val.slice(0, q);
       if (k === 'createType') d.createType = val;
-      else if (k === 'parentCID') d.parentCID = val!.toLowerCase();
+      else if (k === 'parentCID') d.parentCID = val.toLowerCase();
       else if (k === 'parentFileNameHint') d.parentFileNameHint = val;
       continue;
     }
