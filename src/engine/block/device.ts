@@ -140,6 +140,12 @@ export interface CreateRequest {
   createSibling?(name: string): Promise<ByteSink>;
   /** Removes a file made by createSibling (after a failed write). */
   removeSibling?(name: string): Promise<void>;
+  /**
+   * The backing image opened read-only, when the caller has it: lets a writer record what
+   * identifies its parent (VMDK's parentCID must equal the parent's CID, or qemu refuses
+   * to read the child).
+   */
+  backingDevice?: BlockDevice;
 }
 
 /**
