@@ -90,7 +90,7 @@ const ZERO = Buffer.alloc(64 * 1024);
 
 function newCid(): number { return randomInt(1, 0xfffffffe); }
 
-export function createVmdk(req: CreateRequest): Promise<ImageWriter> {
+export async function createVmdk(req: CreateRequest): Promise<ImageWriter> {
   const o = parseOptions(req.options);
   if (req.virtualSize < 0 || req.virtualSize % SECTOR !== 0) {
     throw new InvalidArgument(`vmdk: virtual size ${req.virtualSize} is not a multiple of ${SECTOR} bytes`);
@@ -99,7 +99,15 @@ export function createVmdk(req: CreateRequest): Promise<ImageWriter> {
     throw new InvalidArgument(`vmdk: compression (-c) needs subformat=streamOptimized`);
   }
   const cid = newCid();
-  const parent = req.backingFile !== undefined ? { parentCid: 0, parentFileNameHint: req.backingFile } : {};
+  let parent: { parentCid?: number; parentFileNameHint?: string } = {};
+  if (req.backingFile !== undefined) {
+    // qemu reads a child only when its parentCID equals the parent's CID.
+    const b = req.backingDevice;
+    if (!b) throw new UnsupportedFeature('vmdk: a child image needs its parent opened to record the parent CID (pass backingDevice)');
+    const fs = b.describe().formatSpecific;
+    const cid = fs?.type === 'vmdk' && typeof fs.data.cid === 'number' ? fs.data.cid : 0xffffffff;
+    parent = { parentCid: cid, parentFileNameHint: req.backingFile };
+  }
   const descBase = { cid, ...parent, createType: o.subformat, ddb: ddb(req.virtualSize, o) };
   const keepZeros = req.backingFile !== undefined;
   switch (o.subformat) {

@@ -6,6 +6,7 @@ import { openImage } from '../../../../src/engine/block/open.js';
 import { convertImage } from '../../../../src/engine/convert/index.js';
 import { vmdkFormat } from '../../../../src/engine/formats/vmdk/index.js';
 import { ImgportError } from '../../../../src/engine/errors.js';
+import { FileSink } from '../../../../src/engine/io/file.js';
 import { tmp, sh, qemuIo, qemuInfo, assertSameAsQemu, assertMapMatchesQemu, writeImage, PipeSink, collect } from './util.js';
 
 const MiB = 1 << 20;
@@ -117,6 +118,28 @@ test('a child with parentFileNameHint reads through its parent', async () => {
       assert.equal(dev.describe().backingFilename, 'base.vmdk');
       await assertSameAsQemu(dev, child, 'vmdk', t.dir);
     } finally { await dev.close(); }
+    // Our own child: parentCID must match the parent's CID for qemu to read it.
+    const baseDev = await openImage(base);
+    try {
+      for (const sub of ['monolithicSparse', 'streamOptimized']) {
+        const ours = t.p(`ours-child-${sub}.vmdk`);
+        await assert.rejects(vmdkFormat.create!({ sink: await FileSink.create(ours), virtualSize: baseDev.virtualSize, options: { subformat: sub }, backingFile: 'base.vmdk' }),
+          errCode('UNSUPPORTED', /parent CID/));
+        const sink = await FileSink.create(ours);
+        const w = await vmdkFormat.create!({ sink, virtualSize: baseDev.virtualSize, options: { subformat: sub }, backingFile: 'base.vmdk', backingFormat: 'vmdk', backingDevice: baseDev });
+        await w.writeData(MiB, Buffer.alloc(65536, 0x23));
+        await w.finish();
+        await sink.close();
+        assert.equal(qemuInfo(ours)['backing-filename'], 'base.vmdk');
+        const r = t.p('child.raw');
+        sh('qemu-img', ['convert', '-O', 'raw', ours, r]);
+        const b = fs.readFileSync(r);
+        assert.ok(b.subarray(0, MiB).every((x) => x === 0x21) && b.subarray(MiB, MiB + 65536).every((x) => x === 0x23) && b.subarray(MiB + 65536, 8 * MiB).every((x) => x === 0x21));
+        const mine = await openImage(ours);
+        await assertSameAsQemu(mine, ours, 'vmdk', t.dir);
+        await mine.close();
+      }
+    } finally { await baseDev.close(); }
   } finally { t.cleanup(); }
 });
 
