@@ -29,6 +29,8 @@ mirror() {
 }
 
 build_real() {
+  # IMGPORT_TEST_NO_DEBOOTSTRAP=1 exercises the synthetic fallback on purpose.
+  [ "${IMGPORT_TEST_NO_DEBOOTSTRAP:-0}" = 1 ] && return 1
   [ -f "$ROOTFS/.complete" ] && return 0
   command -v debootstrap >/dev/null 2>&1 || return 1
   mkdir -p "$CACHE"
@@ -63,6 +65,12 @@ EOF
   echo "127.0.0.1 localhost" >"$SYNTH/etc/hosts"
   # An ELF header for the architecture probe: the host's own shell binary.
   cp /bin/sh "$SYNTH/bin/sh"
+  # Markers the operations look for (systemd present, ssh-keygen installed); not runnable.
+  mkdir -p "$SYNTH/lib/systemd" "$SYNTH/var/log" "$SYNTH/var/lib/dpkg"
+  printf '#!/bin/sh\nexit 1\n' >"$SYNTH/lib/systemd/systemd"; chmod 755 "$SYNTH/lib/systemd/systemd"
+  printf '#!/bin/sh\nexit 1\n' >"$SYNTH/usr/bin/ssh-keygen"; chmod 755 "$SYNTH/usr/bin/ssh-keygen"
+  : >"$SYNTH/var/lib/dpkg/status"
+  echo "fake boot log" >"$SYNTH/var/log/dpkg.log"
   printf '[Unit]\nDescription=OpenBSD Secure Shell server\n[Service]\nExecStart=/usr/sbin/sshd -D\n[Install]\nWantedBy=multi-user.target\n' \
     >"$SYNTH/lib/systemd/system/ssh.service"
   touch "$SYNTH/.complete"
@@ -105,6 +113,7 @@ add_test_files() {
   echo 'lease { interface "eth0"; fixed-address 10.0.0.5; }' >"$r/var/lib/dhcp/dhclient.eth0.leases"
   echo 'lease { fixed-address 10.0.0.6; }' >"$r/var/lib/dhclient/dhclient--eth0.lease"
   echo 'ADDRESS=10.0.0.7' >"$r/var/lib/NetworkManager/internal-1234-eth0.lease"
+  chmod 1777 "$r/tmp" "$r/var/tmp"
   echo junk >"$r/tmp/junkfile"; echo junk >"$r/tmp/junkdir/inner"; echo junk >"$r/var/tmp/junk2"
   printf 'ENABLED=yes\nLOGLEVEL=low\n' >"$r/etc/ufw/ufw.conf"
   ln -sf /lib/systemd/system/ufw.service "$r/etc/systemd/system/multi-user.target.wants/ufw.service"
