@@ -16,26 +16,26 @@ import {
 const MAX_BAT_ENTRIES = 1 << 24;
 const MAX_LOCATOR_BYTES = 64 * 1024;
 
-async function readFooter(src: ByteSource): Promise<{ footer: Footer; raw: Uint8Array; at: number }> {
+async function readFooter(src: ByteSource): Promise<{ footer: Footer; raw: Uint8Array; at: number; tailOk: boolean }> {
   if (src.size < FOOTER_SIZE) throw new CorruptImage(`file of ${src.size} bytes is too small for a VHD footer`, { file: src.name });
+  // Like qemu, the copy at offset 0 (dynamic and differencing disks) comes first, then the
+  // footer at the end (fixed disks have only that one; some old tools wrote 511 bytes).
+  const head = await readExact(src, new Uint8Array(FOOTER_SIZE), 0, 'VHD footer copy');
   const tail = await readExact(src, new Uint8Array(FOOTER_SIZE), src.size - FOOTER_SIZE, 'VHD footer');
-  let raw = tail;
-  let at = src.size - FOOTER_SIZE;
-  if (!isFooter(tail)) {
-    // Some old tools wrote a 511-byte footer; dynamic disks also keep a copy at offset 0.
-    const t511 = new Uint8Array(FOOTER_SIZE);
-    await src.read(t511.subarray(0, 511), src.size - 511);
-    const head = await readExact(src, new Uint8Array(FOOTER_SIZE), 0, 'VHD footer copy');
-    if (isFooter(t511)) { raw = t511; at = src.size - 511; }
-    else if (isFooter(head)) { raw = head; at = 0; }
-    else throw new CorruptImage('no VHD footer ("conectix" cookie) at the end or start of the file', { file: src.name, offset: src.size - FOOTER_SIZE });
+  const t511 = new Uint8Array(FOOTER_SIZE);
+  await src.read(t511.subarray(0, 511), src.size - 511);
+  const valid = (b: Uint8Array) => isFooter(b) && vhdChecksum(b, 64) === new DataView(b.buffer, b.byteOffset, FOOTER_SIZE).getUint32(64);
+  const tailOk = valid(tail);
+  const candidates: Array<[Uint8Array, number]> = [[head, 0], [tail, src.size - FOOTER_SIZE], [t511, src.size - 511]];
+  for (const [raw, at] of candidates) {
+    if (valid(raw)) return { footer: parseFooter(raw), raw, at, tailOk };
   }
-  const footer = parseFooter(raw);
-  const sum = vhdChecksum(raw, 64);
-  if (sum !== footer.checksum) {
-    throw new CorruptImage(`VHD footer checksum mismatch (stored 0x${footer.checksum.toString(16)}, computed 0x${sum.toString(16)})`, { file: src.name, offset: at + 64 });
+  const found = candidates.find(([raw]) => isFooter(raw));
+  if (found) {
+    const f = parseFooter(found[0]);
+    throw new CorruptImage(`VHD footer checksum mismatch (stored 0x${f.checksum.toString(16)}, computed 0x${vhdChecksum(found[0], 64).toString(16)})`, { file: src.name, offset: found[1] + 64 });
   }
-  return { footer, raw, at };
+  throw new CorruptImage('no VHD footer ("conectix" cookie) at the end or start of the file', { file: src.name, offset: src.size - FOOTER_SIZE });
 }
 
 export async function openVpc(src: ByteSource, ctx: OpenContext): Promise<BlockDevice> {
@@ -92,7 +92,10 @@ export async function openVpc(src: ByteSource, ctx: OpenContext): Promise<BlockD
     host[i] = at + bitmapSize;
   }
   const dev = new DynamicVhd(src, size, footer, hdr, host, bitmapSize);
-  if (footerInfo.at === src.size - FOOTER_SIZE) { dev.footerAt = footerInfo.at; dev.footerRaw = footerInfo.raw; }
+  if (footerInfo.tailOk) {
+    dev.footerAt = src.size - FOOTER_SIZE;
+    dev.footerRaw = await readExact(src, new Uint8Array(FOOTER_SIZE), dev.footerAt, 'VHD footer');
+  }
   if (footer.diskType === DISK_DIFFERENCING) {
     dev.backingFilename = await parentName(src, hdr);
     if (ctx.openBacking) {

@@ -90,6 +90,29 @@ test('vpc: new images get the size qemu-img gives them (CHS rounding, above the 
   }
 });
 
+test('vpc: a dynamic disk whose footer copies differ is read from the copy at offset 0, like qemu', async () => {
+  const dir = tmpDir();
+  try {
+    const f = path.join(dir, 'copies.vhd');
+    qemuImg('create', '-q', '-f', 'vpc', '-o', 'force_size=on', f, '64M');
+    qemuIo('vpc', f, 'write -P 0x5a 0 1M');
+    const b = fs.readFileSync(f);
+    b.writeBigUInt64BE(32n << 20n, 48);
+    b.writeUInt32BE(vhdChecksum(b.subarray(0, 512), 64), 64);
+    fs.writeFileSync(f, b);
+    assert.equal(qemuInfo(f)['virtual-size'], 32 * MiB);
+    await checkAgainstQemu(f, dir);
+    // With a broken copy at 0 the footer at the end is used.
+    b[100] ^= 1;
+    fs.writeFileSync(f, b);
+    const d = await openImage(f);
+    assert.equal(d.virtualSize, 64 * MiB);
+    await d.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('vpc: > 4 GiB sparse disk with data across 2 GiB and 4 GiB', async () => {
   const dir = tmpDir();
   try {
