@@ -5,7 +5,14 @@
 import { crc32, crc32c } from '@node-rs/crc32';
 import type { Seeds } from './seeds.js';
 
-export interface Recipe { seed: string; rng: number; mutations: number }
+/**
+ * seed image, rng seed, number of mutations, and the mutator version (recorded recipes
+ * must replay the same bytes after the mutator learns new tricks; absent = 1).
+ */
+export interface Recipe { seed: string; rng: number; mutations: number; version?: number }
+
+/** The version new recipes are made with. 2: long token runs in descriptor edits. */
+export const MUTATOR_VERSION = 2;
 
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -106,7 +113,11 @@ export function mutate(seeds: Seeds, recipe: Recipe): Buffer {
       const words = [...text.matchAll(/[A-Za-z0-9_."\/=]+/g)];
       if (words.length === 0 || start >= b.length) continue;
       const w = words[Math.floor(r() * words.length)]!;
-      const rep = DESC_WORDS[Math.floor(r() * DESC_WORDS.length)]!;
+      // Sometimes a long run of one short token: parsers with backtracking regexes choke on those.
+      const runTokens = [' ', '\t ', '"', '1', 'F', '=', '" "', '# '];
+      const rep = (recipe.version ?? 1) >= 2 && r() < 0.25
+        ? runTokens[Math.floor(r() * runTokens.length)]!.repeat(1000 + Math.floor(r() * 20000))
+        : DESC_WORDS[Math.floor(r() * DESC_WORDS.length)]!;
       const edited = text.slice(0, w.index!) + rep + text.slice(w.index! + w[0].length);
       if (start > 0) {
         // Embedded: rewrite in place, same length, so the grains behind it stay put.

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { makeSeeds } from './seeds.js';
-import { mutate, rng, type Recipe } from './mutate.js';
+import { MUTATOR_VERSION, mutate, rng, type Recipe } from './mutate.js';
 import type { Failure } from './target.js';
 
 export interface FuzzOptions {
@@ -32,16 +32,17 @@ export interface FuzzResult { executed: number; failures: FoundFailure[]; second
 const tsxApi = import.meta.resolve('tsx/esm/api');
 const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
 
-export function recipeString(r: Recipe): string { return `${r.seed}:${r.rng}:${r.mutations}`; }
+export function recipeString(r: Recipe): string { return `${r.seed}:${r.rng}:${r.mutations}:${r.version ?? 1}`; }
+/** SEED:RNG:MUTATIONS[:VERSION]; recipes recorded before versions existed are version 1. */
 export function parseRecipe(s: string): Recipe {
-  const [seed, r, m] = s.split(':');
-  return { seed: seed!, rng: Number(r), mutations: Number(m) };
+  const [seed, r, m, v] = s.split(':');
+  return { seed: seed!, rng: Number(r), mutations: Number(m), version: v === undefined ? 1 : Number(v) };
 }
 
 /** The i-th recipes of a run, independent of worker count and timing. */
 export function* recipes(seed: number, names: string[], maxMutations = 8): Generator<Recipe> {
   const r = rng(seed);
-  for (;;) yield { seed: names[Math.floor(r() * names.length)]!, rng: Math.floor(r() * 2 ** 32), mutations: 1 + Math.floor(r() * maxMutations) };
+  for (;;) yield { seed: names[Math.floor(r() * names.length)]!, rng: Math.floor(r() * 2 ** 32), mutations: 1 + Math.floor(r() * maxMutations), version: MUTATOR_VERSION };
 }
 
 function signature(f: Failure): string {
