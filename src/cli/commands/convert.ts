@@ -23,8 +23,9 @@ export const command: Command = {
       { short: 'n', key: 'noCreate' },
       { short: 'B', value: true, key: 'backing' },
       { short: 'F', value: true, key: 'backingFmt' },
-      // Accepted for qemu-img compatibility; imgport picks its own caching and parallelism.
-      { short: 't', value: true, key: '_cache' },
+      // -t: "unsafe" (the default, as qemu-img convert) does not fsync the output; any other mode does.
+      { short: 't', value: true, key: 'cache' },
+      // Accepted for qemu-img compatibility; imgport picks its own parallelism.
       { short: 'T', value: true, key: '_srcCache' },
       { short: 'm', value: true, key: '_coroutines' },
       { short: 'W', key: '_outOfOrder' },
@@ -40,6 +41,7 @@ export const command: Command = {
         '  --progress json  JSON lines {"done","total","percent"} (stdout; stderr when DST is -)',
         '  -S SIZE        zero runs of at least SIZE bytes are left sparse (default 4k; 0 writes everything)',
         '  -n             the target exists already: write into it',
+        '  -t CACHE       unsafe (default): leave the data to the page cache; writeback, none...: fsync at the end',
         '  -B FILE        the target gets FILE as backing file; only the top layer is copied',
         '  -F FMT         format of the -B backing file',
         '  DST = -        write to standard output (streamable formats: raw)', '',
@@ -76,6 +78,7 @@ export const command: Command = {
         backingFile: str(opts.backing),
         backingFormat: str(opts.backingFmt),
         onProgress: progressReporter(mode, progressOut),
+        flush: (str(opts.cache) ?? 'unsafe') !== 'unsafe',
       });
     } finally {
       process.off('SIGINT', onSignal);

@@ -31,6 +31,11 @@ export interface ConvertOptions {
   backingFormat?: string;
   policy?: FileAccessPolicy;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Make the output durable (fsync) before returning. Off by default, as qemu-img convert's
+   * default cache mode "unsafe": the data is in the page cache and the kernel writes it out.
+   */
+  flush?: boolean;
 }
 
 export interface ConvertResult { virtualSize: number; dataBytes: number }
@@ -131,13 +136,15 @@ export async function convertImage(o: ConvertOptions): Promise<ConvertResult> {
     if (o.target === '-') {
       return await convertDevice(src, stdoutSink(), { ...convertOpts(o), format: targetDriver.name });
     }
-    const sink = await FileSink.create(o.target);
+    const file = await FileSink.create(o.target);
+    // Without flush, writers' sync() calls are no-ops for this output (cache=unsafe).
+    const sink: ByteSink = o.flush ? file : Object.assign(Object.create(file) as FileSink, { sync: async () => {} });
     try {
       const r = await convertDevice(src, sink, { ...convertOpts(o), format: targetDriver.name });
-      await sink.close();
+      await file.close();
       return r;
     } catch (err) {
-      await sink.close().catch(() => {});
+      await file.close().catch(() => {});
       await fs.unlink(o.target).catch(() => {});
       throw err;
     }
