@@ -67,6 +67,12 @@ export async function scanFilesystems(file: string, disk: BlockDevice, table: Pa
   return out;
 }
 
+/** The error for "no root found", saying what each partition turned out to be. */
+export function noRootError(file: string, filesystems: FilesystemInfo[]): UnsupportedFeature {
+  const seen = filesystems.map((f) => `${f.partition === 0 ? 'whole disk' : 'p' + f.partition}: ${f.ext ? f.ext.kind : 'not ext2/3/4'}${f.note ? ` (${f.note})` : ''}`).join('; ');
+  return new UnsupportedFeature(`no Linux root filesystem found (ext2/3/4 with /etc); ${seen || 'no partitions'}`, { file });
+}
+
 /**
  * Opens `file`, finds the Linux root filesystem and mounts it. With `writable`, the
  * image is opened for writing and the root is mounted read-write (refusing dirty
@@ -79,10 +85,7 @@ export async function openGuest(file: string, opts: { writable?: boolean; dryRun
     const table = await readPartitionTable(disk);
     const filesystems = await scanFilesystems(file, disk, table);
     const roots = filesystems.filter((f) => f.isRoot);
-    if (roots.length === 0) {
-      const seen = filesystems.map((f) => `${f.partition === 0 ? 'disk' : 'p' + f.partition}: ${f.ext ? f.ext.kind : 'not ext'}${f.note ? ` (${f.note})` : ''}`).join('; ');
-      throw new UnsupportedFeature(`no Linux root filesystem found (ext2/3/4 with /etc); partitions: ${seen || 'none'}`, { file });
-    }
+    if (roots.length === 0) throw noRootError(file, filesystems);
     if (roots.length > 1) {
       throw new UnsupportedFeature(`several Linux root filesystems found (partitions ${roots.map((r) => r.partition).join(', ')}); multi-boot guests are not supported`, { file });
     }

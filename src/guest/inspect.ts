@@ -3,7 +3,7 @@
 import { openImage } from '../engine/block/open.js';
 import { UnsupportedFeature } from '../engine/errors.js';
 import { readPartitionTable } from './partitions.js';
-import { describePartition, scanFilesystems } from './guest.js';
+import { describePartition, noRootError, scanFilesystems } from './guest.js';
 import { mountExt, type ExtFs } from './fs/ext.js';
 import { listInitramfs, modulesIn } from './initramfs.js';
 import { parseEnvFile } from './sysprep/util.js';
@@ -197,7 +197,7 @@ export async function inspectGuest(file: string, opts: { format?: string } = {})
     const table = await readPartitionTable(disk);
     const fss = await scanFilesystems(file, disk, table);
     const roots = fss.filter((f) => f.isRoot);
-    if (roots.length === 0) throw new UnsupportedFeature('no Linux root filesystem found (ext2/3/4 with /etc)', { file });
+    if (roots.length === 0) throw noRootError(file, fss);
     const root = roots[0]!;
     const warnings = [...table.warnings];
     if (roots.length > 1) warnings.push(`several root filesystems (partitions ${roots.map((r) => r.partition).join(', ')}); inspected the first`);

@@ -211,4 +211,17 @@ describe('partition tables', { skip: missing.length ? `missing tools: ${missing.
       await g.close();
     }
   });
+
+  it('a filesystem libext2fs finds corrupt is reported as such, naming the check that failed', async () => {
+    const root = path.join(dir, 'root2');
+    fs.mkdirSync(path.join(root, 'etc'), { recursive: true });
+    fs.mkdirSync(path.join(root, 'bin'));
+    fs.writeFileSync(path.join(root, 'etc/fstab'), '\n');
+    const f = path.join(dir, 'corrupt.raw');
+    execFileSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '1024', '-d', root, f, '16M'], { env: PATH });
+    // First group descriptor (block 2): its block bitmap location, so the checksum fails.
+    patch(f, 2048, Buffer.from([0xff, 0xff, 0xff, 0x7f]));
+    await assert.rejects(openGuest(f), (e: Error & { code?: string }) =>
+      e.code === 'UNSUPPORTED' && /whole disk: ext4 \(whole disk: cannot open the ext4 filesystem: .*checksum does not match.*run e2fsck/.test(e.message));
+  });
 });

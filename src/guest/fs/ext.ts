@@ -37,6 +37,36 @@ const COMPAT: Record<number, string> = { 0x1: 'dir_prealloc', 0x4: 'has_journal'
 const INCOMPAT: Record<number, string> = { 0x1: 'compression', 0x2: 'filetype', 0x4: 'needs_recovery', 0x8: 'journal_dev', 0x10: 'meta_bg', 0x40: 'extent', 0x80: '64bit', 0x100: 'mmp', 0x200: 'flex_bg', 0x400: 'ea_inode', 0x1000: 'dirdata', 0x2000: 'metadata_csum_seed', 0x4000: 'large_dir', 0x8000: 'inline_data', 0x10000: 'encrypt', 0x20000: 'casefold' };
 const RO_COMPAT: Record<number, string> = { 0x1: 'sparse_super', 0x2: 'large_file', 0x8: 'huge_file', 0x10: 'uninit_bg', 0x20: 'dir_nlink', 0x40: 'extra_isize', 0x100: 'quota', 0x200: 'bigalloc', 0x400: 'metadata_csum', 0x1000: 'read-only', 0x2000: 'project', 0x4000: 'shared_blocks', 0x8000: 'verity', 0x10000: 'orphan_present' };
 
+/** libext2fs error codes are EXT2_ET_BASE + index in e2fsprogs' (stable) error table. */
+const EXT2_ET_BASE = 2133571328;
+const EXT2_ERRORS: Record<number, string> = {
+  19: 'bad magic number in super-block', 22: "can't read group descriptors",
+  24: 'corrupt group descriptor: bad block for block bitmap', 25: 'corrupt group descriptor: bad block for inode bitmap',
+  26: 'corrupt group descriptor: bad block for inode table', 28: "can't read an inode bitmap", 30: "can't read a block bitmap",
+  32: "can't read an inode table", 35: 'directory corrupted', 59: 'a block group is missing an inode table',
+  60: 'the superblock is corrupt', 67: 'the filesystem has unsupported features', 68: 'the filesystem has unsupported read-only features',
+  84: 'journal superblock not found', 86: 'unsupported journal version', 88: 'journal not found', 94: 'resize inode is corrupt',
+  119: 'corrupt extent header', 120: 'corrupt extent index', 121: 'corrupt extent', 145: 'block group descriptor size incorrect',
+  146: 'inode checksum does not match inode', 147: 'inode bitmap checksum does not match bitmap',
+  148: 'extent block checksum does not match', 150: 'directory block checksum does not match',
+  151: 'extended attribute block checksum does not match', 152: 'superblock checksum does not match superblock',
+  153: 'unknown checksum algorithm', 156: 'block bitmap checksum does not match bitmap', 174: 'file system is corrupted',
+  176: 'the journal superblock is corrupt', 177: 'inode is corrupted',
+};
+
+/** A libext2fs failure as our error type: unsupported features vs. corruption vs. other. */
+function ext2fsError(err: unknown, label: string, file: string, what: string): ImgportError {
+  const errno = (err as { errno?: number }).errno ?? 0;
+  const idx = errno - EXT2_ET_BASE;
+  const text = EXT2_ERRORS[idx];
+  if (text && (idx === 67 || idx === 68 || idx === 86 || idx === 153)) {
+    return new UnsupportedFeature(`${label}: ${what}: ${text}`, { file, cause: err });
+  }
+  if (text) return new CorruptImage(`${label}: ${what}: ${text} (run e2fsck on it)`, { file, cause: err });
+  const code = (err as { code?: string }).code;
+  return new IoError(`${label}: ${what}: ${code && code !== 'UNKNOWN' ? code : `libext2fs error ${errno}`}`, { file, cause: err });
+}
+
 const INCOMPAT_RECOVER = 0x4;
 const INCOMPAT_JOURNAL_DEV = 0x8;
 const RO_COMPAT_ORPHAN_PRESENT = 0x10000;
@@ -206,7 +236,7 @@ export async function mountExt(dev: BlockDevice, opts: MountOptions): Promise<Ex
     fs = await ext2fs.mount(disk, 0);
   } catch (err) {
     if (disk.lastError instanceof ImgportError) throw disk.lastError;
-    throw new UnsupportedFeature(`${opts.label}: libext2fs cannot open the ${sb.kind} filesystem (${(err as Error).message.split('\n')[0]}; features: ${sb.features.join(' ')})`, { file: opts.file, cause: err });
+    throw ext2fsError(err, opts.label, opts.file, `cannot open the ${sb.kind} filesystem`);
   }
   return new ExtFs(fs, disk, sb, opts.label, opts.file, target instanceof OverlayDevice ? target : null);
 }
@@ -233,7 +263,7 @@ export class ExtFs {
     if (this.disk.lastError instanceof ImgportError) throw this.disk.lastError;
     const code = (err as { code?: string }).code;
     if (code === 'ENOENT') throw new NotFound(`${this.label}: ${what} ${p}: no such file or directory`, { file: this.file, cause: err });
-    throw new IoError(`${this.label}: ${what} ${p}: ${code ?? (err as Error).message}`, { file: this.file, cause: err });
+    throw ext2fsError(err, this.label, this.file, `${what} ${p}`);
   }
 
   private static norm(p: string): string {
@@ -451,7 +481,7 @@ export class ExtFs {
       await ext2fs.umount(this.fs);
     } catch (err) {
       if (this.disk.lastError instanceof ImgportError) throw this.disk.lastError;
-      throw new IoError(`${this.label}: unmounting failed: ${(err as Error).message.split('\n')[0]}`, { file: this.file, cause: err });
+      throw ext2fsError(err, this.label, this.file, 'unmounting failed');
     } finally {
       await this.overlay?.close();
     }
