@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServiceConfig } from './config.js';
 import { openDb } from './db/connect.js';
 import * as repo from './db/repo.js';
+import { startMaintenance } from './db/maintenance.js';
 import { HashPool } from './domain/hashing.js';
 import { now, type Service } from './domain/service.js';
 import { FileStore } from './stores/file.js';
@@ -23,6 +24,7 @@ export async function createService(cfg: ServiceConfig, opts: { store?: Store } 
   await store.init();
   await repo.resetSaving(db, now());
   await store.sweep(await repo.allLocations(db));
+  const stopMaintenance = await startMaintenance(db, cfg.database.driver);
   const hashes = new HashPool(['md5', cfg.hashAlgo]);
   const svc: Service = { cfg, db, store, hashes };
   const app = buildApp(svc);
@@ -32,6 +34,7 @@ export async function createService(cfg: ServiceConfig, opts: { store?: Store } 
     app,
     async close() {
       await app.close();
+      stopMaintenance();
       await hashes.close();
       await db.destroy();
     },

@@ -2,6 +2,7 @@
 // instance (or a transaction); no policy, no HTTP. Both dialects share this code.
 import { sql, type Kysely, type Transaction, type SqlBool, type Expression, type ExpressionBuilder } from 'kysely';
 import type { Database, ImageRow, MemberRow } from './schema.js';
+import { noteWrites } from './maintenance.js';
 
 export type Q = Kysely<Database> | Transaction<Database>;
 
@@ -17,6 +18,7 @@ export async function insertImage(db: Kysely<Database>, row: ImageRow, props: Re
     if (p.length) await tx.insertInto('image_properties').values(p.map(([name, value]) => ({ image_id: row.id, name, value }))).execute();
     if (tags.length) await tx.insertInto('image_tags').values(tags.map((value) => ({ image_id: row.id, value }))).execute();
   });
+  noteWrites(db, 1);
 }
 
 /** Whether an id was ever used (Glance refuses to reuse ids of deleted images). */

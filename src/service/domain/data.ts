@@ -2,7 +2,7 @@
 // download. Upload bytes are coalesced into slots of a per-upload SharedArrayBuffer;
 // each full slot goes at once to the md5 worker, the os_hash worker and the store
 // (positional write), and is reused when all three are done: a fixed bound on memory
-// and in-flight bytes (2 MiB per upload), with both hash threads and the disk busy together.
+// and in-flight bytes (1 MiB per upload), with both hash threads and the disk busy together.
 import type { Readable } from 'node:stream';
 import { Conflict, Forbidden, ImgportError, InvalidArgument } from '../../engine/errors.js';
 import * as repo from '../db/repo.js';
@@ -16,7 +16,7 @@ import { enforce, notFound } from './policy.js';
 import { checkUploadStart, remainingBytes } from './quotas.js';
 import { now, type Service } from './service.js';
 
-const SLOT = 512 * 1024;
+const SLOT = 256 * 1024;
 const SLOTS = 4;
 
 export interface UploadResult { size: number; checksum: string; hash: string; virtualSize: number | null }

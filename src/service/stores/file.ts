@@ -11,6 +11,8 @@ import { ioError, NotFound } from '../../engine/errors.js';
 
 const TMP_PREFIX = '.tmp-';
 const SCHEME = 'file://';
+/** Bytes written between background fdatasync calls. */
+const SYNC_EVERY = 64 * 1024 * 1024;
 
 export class FileStore implements Store {
   readonly scheme = 'file';
@@ -38,27 +40,38 @@ export class FileStore implements Store {
     let fh: FileHandle | null;
     try { fh = await open(tmp, 'wx'); } catch (e) { throw ioError(e, tmp, 'cannot create image file'); }
     let done = false;
+    let unsynced = 0;
+    let syncing: Promise<void> | null = null;
     const dir = this.dir;
     const doSync = this.fsync;
     const abort = async () => {
       if (done) return;
       done = true;
       const h = fh; fh = null;
+      if (syncing) await syncing;
       if (h) await h.close().catch(() => {});
       await rm(tmp, { force: true });
     };
     return {
       async writeAt(data, position) {
         if (!fh) throw new Error('store writer is closed');
+        const h = fh;
         let off = 0;
         while (off < data.byteLength) {
-          const { bytesWritten } = await fh.write(data, off, data.byteLength - off, position + off);
+          const { bytesWritten } = await h.write(data, off, data.byteLength - off, position + off);
           off += bytesWritten;
+        }
+        // Flush as we go so dirty pages stay bounded and commit's fsync is short.
+        unsynced += data.byteLength;
+        if (doSync && unsynced >= SYNC_EVERY && !syncing) {
+          unsynced = 0;
+          syncing = h.datasync().catch(() => {}).finally(() => { syncing = null; });
         }
       },
       async commit() {
         if (!fh || done) throw new Error('store writer is closed');
         try {
+          if (syncing) await syncing;
           if (doSync) await fh.sync();
           await fh.close();
           fh = null;
