@@ -14,15 +14,21 @@ Configuration: defaults < --config FILE (JSON/YAML, or IMGPORT_CONFIG) < IMGPORT
 export const command: Command = {
   summary: 'run the Glance v2-compatible image service',
   async run(args) {
-    const { values } = parseArgs({
-      args,
-      options: {
-        config: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
-        'data-dir': { type: 'string' }, 'db-url': { type: 'string' }, auth: { type: 'string' },
-        'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    });
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args,
+        options: {
+          config: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
+          'data-dir': { type: 'string' }, 'db-url': { type: 'string' }, auth: { type: 'string' },
+          'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        },
+        strict: true,
+      });
+    } catch (e) {
+      throw new InvalidArgument(`${(e as Error).message}\n${HELP}`);
+    }
+    const { values } = parsed;
     if (values.help) { process.stdout.write(HELP + '\n'); return 0; }
     const o: DeepPartial<ServiceConfig> = {};
     if (values.host) o.host = values.host;
