@@ -28,6 +28,8 @@ export async function openDb(cfg: ServiceConfig['database']): Promise<Db> {
     const handle = new SQLite(cfg.sqlitePath);
     handle.pragma('journal_mode = WAL');
     handle.pragma('synchronous = NORMAL');
+    // Checkpoint (and fsync) every ~40 MB of WAL rather than every 4 MB: fewer stalls on requests.
+    handle.pragma('wal_autocheckpoint = 10000');
     handle.pragma('foreign_keys = ON');
     handle.pragma('busy_timeout = 5000');
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: handle }), log: queryLog() });
