@@ -32,7 +32,15 @@ export async function startHarness(driver: 'sqlite' | 'postgres', over: DeepPart
       store: { dir: path.join(dir, 'images'), fsync: false, ...(over.store ?? {}) },
     },
   });
-  let running = await createService(cfg, { store: opts.store?.(cfg) });
+  let running: RunningService;
+  try {
+    running = await createService(cfg, { store: opts.store?.(cfg) });
+  } catch (e) {
+    // Leave nothing behind when the service cannot start (e.g. PostgreSQL unreachable).
+    rmSync(dir, { recursive: true, force: true });
+    if (driver === 'postgres') await dropPgSchema(PG_URL, schema).catch(() => {});
+    throw e;
+  }
   const h: Harness = {
     ...running,
     dir,
